@@ -1,0 +1,172 @@
+"""Prometheus metrics: the names and labels here are the contract the dashboard and alerts use.
+
+Every label is bounded: action (add_members|remove_members), status class (2xx, 4xx, 5xx, 429,
+timeout, error), DLQ reason (the fixed set in decode.REASONS), retry cause, topic and partition.
+No uid, cohort or URL ever becomes a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "cohort_streamer"
+
+ACTIONS = ("add_members", "remove_members")
+STATUS_CLASSES = ("2xx", "400", "401", "403", "413", "429", "4xx", "5xx", "timeout", "error")
+RETRY_CAUSES = ("rate_limited", "server_error", "timeout", "connection", "auth", "too_large")
+DLQ_REASONS = (
+    "invalid_json",
+    "missing_field",
+    "invalid_field",
+    "unknown_action",
+    "invalid_cohort_name",
+    "event_too_large",
+    "rejected_by_api",
+)
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_MEMBER_BUCKETS = (1, 10, 50, 100, 500, 1000, 2000, 3000, 4000, 5000, 6000, 8000)
+_BYTES_BUCKETS = (1e3, 1e4, 3.2e4, 6.4e4, 9.6e4, 1.1e5, 1.2e5, 1.25e5, 1.28e5)
+
+
+class Metrics:
+    """All metrics of one streamer process, on a registry of its own (tests get theirs)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        p = PREFIX
+        self.events_consumed = Counter(
+            f"{p}_events_consumed", "Kafka messages consumed", ["topic"], registry=r
+        )
+        self.invalid_events = Counter(
+            f"{p}_invalid_events", "Events refused, by reason", ["reason"], registry=r
+        )
+        self.dlq_writes = Counter(
+            f"{p}_dlq_writes", "Messages confirmed written to the DLQ", ["reason"], registry=r
+        )
+        self.dlq_failures = Counter(
+            f"{p}_dlq_write_failures", "DLQ writes the broker refused (retried)", registry=r
+        )
+        self.events_coalesced = Counter(
+            f"{p}_events_coalesced", "Events superseded inside a buffer before sending", registry=r
+        )
+        self.requests = Counter(
+            f"{p}_requests",
+            "Cohort Sync requests by action and status class",
+            ["action", "status_class"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            f"{p}_request_duration_seconds",
+            "Cohort Sync request duration",
+            ["action"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.retries = Counter(f"{p}_retries", "Request retries by cause", ["cause"], registry=r)
+        self.members_per_request = Histogram(
+            f"{p}_request_members",
+            "Members per Cohort Sync request",
+            ["action"],
+            buckets=_MEMBER_BUCKETS,
+            registry=r,
+        )
+        self.request_body_bytes = Histogram(
+            f"{p}_request_body_bytes",
+            "Serialized Cohort Sync body size",
+            ["action"],
+            buckets=_BYTES_BUCKETS,
+            registry=r,
+        )
+        self.members_acknowledged = Counter(
+            f"{p}_members_acknowledged",
+            "Members the API accepted",
+            ["action"],
+            registry=r,
+        )
+        self.rate_limiter_wait = Histogram(
+            f"{p}_rate_limiter_wait_seconds",
+            "Time a request waited for a rate-limit slot",
+            buckets=(*_DURATION_BUCKETS, 60, 120),
+            registry=r,
+        )
+        self.rate_limit = Gauge(
+            f"{p}_rate_limit_per_minute",
+            "Current requests-per-minute budget after 429 back-off (AIMD)",
+            registry=r,
+        )
+        self.buffered_events = Gauge(
+            f"{p}_buffered_events", "Events held in memory, not yet acknowledged", registry=r
+        )
+        self.buffered_bytes = Gauge(
+            f"{p}_buffered_bytes", "Bytes of events held in memory", registry=r
+        )
+        self.buffered_cohorts = Gauge(
+            f"{p}_buffered_cohorts", "Cohorts with a non-empty buffer", registry=r
+        )
+        self.paused_partitions = Gauge(
+            f"{p}_paused_partitions", "Assigned partitions paused for backpressure", registry=r
+        )
+        self.assigned_partitions = Gauge(
+            f"{p}_assigned_partitions", "Partitions assigned to this process", registry=r
+        )
+        self.inflight_requests = Gauge(
+            f"{p}_inflight_requests", "Cohort Sync requests in flight", registry=r
+        )
+        self.commits = Counter(f"{p}_commits", "Successful offset commits", registry=r)
+        self.commit_failures = Counter(
+            f"{p}_commit_failures", "Offset commits that failed", registry=r
+        )
+        self.last_commit_timestamp = Gauge(
+            f"{p}_last_commit_timestamp_seconds",
+            "Unix time of the last successful commit",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            f"{p}_consumer_lag",
+            "High watermark minus committed offset, per assigned partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.ack_latency = Histogram(
+            f"{p}_event_ack_latency_seconds",
+            "From the event's ts (or Kafka timestamp) to the API's acknowledgement",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rebalances = Counter(
+            f"{p}_rebalances", "Partition assignment changes", ["kind"], registry=r
+        )
+        self.auth_failing = Gauge(
+            f"{p}_auth_failing", "1 while the API refuses our credentials (401/403)", registry=r
+        )
+        self.up = Gauge(f"{p}_up", "1 while the main loop is alive", registry=r)
+        self._create_label_sets()
+
+    def _create_label_sets(self) -> None:
+        """Create every bounded label set up front so series exist (as 0) before the first event."""
+        for action in ACTIONS:
+            for status in STATUS_CLASSES:
+                self.requests.labels(action, status)
+            self.request_duration.labels(action)
+            self.members_per_request.labels(action)
+            self.request_body_bytes.labels(action)
+            self.members_acknowledged.labels(action)
+        for cause in RETRY_CAUSES:
+            self.retries.labels(cause)
+        for reason in DLQ_REASONS:
+            self.invalid_events.labels(reason)
+            self.dlq_writes.labels(reason)
+        for kind in ("assign", "revoke", "lost"):
+            self.rebalances.labels(kind)
+
+
+def status_class(status: int) -> str:
+    """Map an HTTP status to the bounded `status_class` label."""
+    if 200 <= status < 300:
+        return "2xx"
+    if status in (400, 401, 403, 413, 429):
+        return str(status)
+    return "5xx" if status >= 500 else "4xx"
