@@ -71,7 +71,6 @@ class MoEngageConfig(_Section):
     max_in_flight: PositiveInt = 8
     retry_initial_seconds: PositiveFloat = 0.5
     retry_max_seconds: PositiveFloat = 30.0
-    max_retries: Annotated[int, Field(ge=0)] | None = None  # None: retry forever, never drop
     retry_after_cap_seconds: PositiveFloat = 60.0
     auth_retry_seconds: PositiveFloat = 30.0
 

@@ -1,0 +1,261 @@
+"""`cohort-streamer run`: wire the stages together and run until SIGTERM/SIGINT.
+
+The main loop only consumes and ingests; the dispatcher (pipeline.py) and the housekeeping task
+(commits, DLQ callbacks, lag, gauges) run beside it on the same event loop. Shutdown follows
+DESIGN.md: stop fetching, flush every buffer (with a deadline), commit, leave the group, exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+from confluent_kafka import KafkaException, Message
+
+from streamer.batch import SourceMessage
+from streamer.client import CohortSyncClient
+from streamer.config import ConfigError, Credentials, Settings, load_credentials, load_settings
+from streamer.dlq import DeadLetterWriter
+from streamer.health import HealthServer
+from streamer.metrics import Metrics
+from streamer.pipeline import Pipeline
+from streamer.ratelimit import RateLimiter
+from streamer.send import AuthGate, Sender
+from streamer.source import KafkaSource, StartupError
+
+log = logging.getLogger("streamer")
+
+LAG_INTERVAL_SECONDS = 5.0
+HOUSEKEEPING_TICK_SECONDS = 0.05
+STALE_LOOP_SECONDS = 30.0
+EXIT_CONFIG = 2
+EXIT_STARTUP = 3
+
+
+class Streamer:
+    def __init__(
+        self,
+        settings: Settings,
+        credentials: Callable[[], Credentials] = load_credentials,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        mo = settings.moengage
+        self.limiter = RateLimiter(mo.rate_limit_per_minute, mo.rate_window_seconds)
+        self.client = CohortSyncClient(mo.url, mo.timeout_seconds, credentials)
+        self.dlq = DeadLetterWriter(
+            settings.kafka.bootstrap_servers,
+            settings.kafka.dlq_topic,
+            self.metrics,
+            settings.kafka.producer,
+        )
+        self.auth = AuthGate(self.metrics)
+        sender = Sender(mo, self.client, self.limiter, self.dlq, self.metrics, self.auth)
+        self.pipeline = Pipeline(settings, sender, self.limiter, self.dlq, self.metrics)
+        self.source = KafkaSource(
+            settings.kafka, self.pipeline, settings.deadlines.revoke_flush_seconds
+        )
+        self.health = HealthServer(
+            settings.server.host,
+            settings.server.port,
+            self.metrics.registry,
+            self._alive,
+            self._ready,
+        )
+        self._paused: set[tuple[str, int]] = set()
+        self._heartbeat = time.monotonic()
+        self._last_lag = 0.0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until `stop` is set, then shut down cleanly. Raises StartupError early."""
+        await self.client.start()
+        await self.health.start()
+        try:
+            await self.source.start()
+            self.metrics.up.set(1)
+            self.metrics.rate_limit.set(self.limiter.limit)
+            background = [
+                asyncio.create_task(self.pipeline.dispatch_forever(), name="dispatcher"),
+                asyncio.create_task(self._housekeeping_forever(), name="housekeeping"),
+            ]
+            await self._consume_until(stop)
+            await self._shutdown()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+        finally:
+            self.metrics.up.set(0)
+            await self.client.stop()
+            await self.health.stop()
+
+    async def _consume_until(self, stop: asyncio.Event) -> None:
+        batch = self.settings.kafka.consume_batch_size
+        while not stop.is_set():
+            # keep calling consume() while paused: it serves rebalances and keeps us in the group
+            messages = await self.source.consume(batch, 0.1)
+            self._heartbeat = time.monotonic()
+            if messages:
+                self.metrics.events_consumed.labels(messages[0].topic()).inc(len(messages))
+                good = [m for m in messages if not _is_error(m)]
+                # a message without error always has topic, partition and offset set
+                self.pipeline.ingest(cast(list[SourceMessage], good))
+                self.dlq.poll()
+            await self._apply_backpressure()
+
+    async def _apply_backpressure(self) -> None:
+        """Pause every assigned partition above a high-water mark; resume below the low one."""
+        b = self.settings.batching
+        p = self.pipeline
+        assigned = set(self.pipeline.tracker.assigned())
+        over = p.buffered_events > b.high_water_events or p.buffered_bytes > b.high_water_bytes
+        under = p.buffered_events < b.low_water_events and p.buffered_bytes < b.low_water_bytes
+        want_paused = self.auth.blocked or over or (bool(self._paused) and not under)
+        if want_paused:
+            newly = sorted(assigned - self._paused)
+            if newly:
+                if not self._paused:
+                    log.info(
+                        "pausing consumption (buffered %d events, %d bytes, auth blocked %s)",
+                        p.buffered_events, p.buffered_bytes, self.auth.blocked,
+                    )
+                await self.source.pause(newly)
+            self._paused = assigned
+        elif self._paused:
+            await self.source.resume(sorted(self._paused & assigned))
+            log.info("resuming consumption (buffered %d events)", p.buffered_events)
+            self._paused = set()
+        self.metrics.paused_partitions.set(len(self._paused))
+
+    async def _housekeeping_forever(self) -> None:
+        interval = self.settings.kafka.commit_interval_ms / 1000
+        next_commit = time.monotonic() + interval
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_TICK_SECONDS)
+            self.dlq.poll()
+            self._update_gauges()
+            now = time.monotonic()
+            if now >= next_commit:
+                next_commit = now + interval
+                await self.commit()
+            if now - self._last_lag >= LAG_INTERVAL_SECONDS:
+                self._last_lag = now
+                await self._update_lag()
+
+    async def commit(self) -> None:
+        """Commit every watermark that moved; a failure is retried at the next interval."""
+        tracker = self.pipeline.tracker
+        generation = self.source.generation
+        points = tracker.commit_points()
+        if not points:
+            return
+        try:
+            if not await self.source.commit(points, generation):
+                return  # a rebalance came between: recompute next time
+        except KafkaException as exc:
+            self.metrics.commit_failures.inc()
+            log.warning("commit failed (retried next interval): %s", exc)
+            return
+        tracker.mark_committed(points)
+        self.metrics.commits.inc()
+        self.metrics.last_commit_timestamp.set(time.time())
+
+    def _update_gauges(self) -> None:
+        m, p = self.metrics, self.pipeline
+        m.buffered_events.set(p.buffered_events)
+        m.buffered_bytes.set(p.buffered_bytes)
+        m.buffered_cohorts.set(sum(1 for c in p.cohorts.values() if c.open is not None))
+        m.assigned_partitions.set(len(p.tracker.assigned()))
+        m.rate_limit.set(self.limiter.limit)
+
+    async def _update_lag(self) -> None:
+        tracker = self.pipeline.tracker
+        assigned = tracker.assigned()
+        highs = await self.source.high_watermarks(assigned)
+        positions = tracker.committed_offsets()
+        self.metrics.consumer_lag.clear()
+        for (topic, partition), high in highs.items():
+            position = positions.get((topic, partition))
+            if position is not None:
+                lag = max(0, high - position)
+                self.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    async def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.settings.deadlines.shutdown_flush_seconds
+        await self.source.pause(sorted(self.pipeline.tracker.assigned()))
+        self.pipeline.flush_everything = True
+        drained = await self.pipeline.drain(None, deadline)
+        if not drained:
+            log.warning("shutdown deadline passed; unacknowledged changes will be redelivered")
+        await asyncio.to_thread(self.dlq.flush, max(1.0, deadline - time.monotonic()))
+        self.dlq.poll()
+        await self.commit()
+        await self.pipeline.stop()
+        self.pipeline.closing = True
+        await self.source.close()  # leaves the group; its revoke commits what is left
+        log.info("stopped cleanly")
+
+    def _alive(self) -> tuple[bool, str]:
+        stale = time.monotonic() - self._heartbeat
+        if stale > STALE_LOOP_SECONDS:
+            return False, f"main loop has not run for {stale:.0f}s"
+        return True, "main loop running"
+
+    def _ready(self) -> tuple[bool, str]:
+        if self.auth.blocked:
+            return False, f"MoEngage refuses credentials: {self.auth.reason}"
+        if not self.source.reachable:
+            return False, "Kafka brokers unreachable"
+        if not self.source.assignment_received:
+            return False, "waiting for a partition assignment"
+        return True, f"{len(self.pipeline.tracker.assigned())} partition(s) assigned"
+
+
+def _is_error(message: Message) -> bool:
+    err = message.error()
+    if err is None:
+        return False
+    log.warning("consumer error: %s", err)
+    return True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, type=Path, help="YAML config file")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+        load_credentials()  # fail now, before touching Kafka, if they are missing
+    except ConfigError as exc:
+        print(f"cohort-streamer: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(_serve(settings))
+    except StartupError as exc:
+        print(f"cohort-streamer: cannot start: {exc}", file=sys.stderr)
+        return EXIT_STARTUP
+    return 0
+
+
+async def _serve(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    streamer = Streamer(settings)
+    with contextlib.suppress(asyncio.CancelledError):
+        await streamer.run(stop)

@@ -1,0 +1,146 @@
+"""Decode one Kafka message value into a membership change, or say exactly why not.
+
+Pure and total: any bytes in, a Change or a Rejection out; nothing raises. A Rejection's reason
+is one of REASONS, which are also the DLQ `reason` header and the metric label values.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import orjson
+
+from streamer.config import EventsConfig
+
+REASONS = (
+    "invalid_json",
+    "missing_field",
+    "invalid_field",
+    "unknown_action",
+    "invalid_cohort_name",
+    "event_too_large",
+    "rejected_by_api",
+)
+# Cohort Sync refuses names starting with '.' or holding any of | * ? \ : < > = $ "
+_FORBIDDEN_NAME = re.compile(r'^\.|[|*?\\:<>=$"]')
+# uid and cohort strings longer than this cannot be a sane id and would bloat requests
+MAX_ID_CHARS = 1024
+
+
+class Change(NamedTuple):
+    """A valid event: `add` is True for enter, False for exit."""
+
+    add: bool
+    cohort_id: str
+    cohort_name: str
+    cohort_description: str | None
+    uid: str
+    ts_ms: int | None
+
+
+class Rejection(NamedTuple):
+    reason: str
+    detail: str
+
+
+class Decoder:
+    """Decodes with one schema; caches the verdict on each cohort name (few names, many events)."""
+
+    def __init__(self, schema: EventsConfig, max_event_bytes: int) -> None:
+        self._s = schema
+        self._max_bytes = max_event_bytes
+        self._actions = {a: True for a in schema.enter_actions}
+        self._actions.update({a: False for a in schema.exit_actions})
+        self._name_ok: dict[str, str | None] = {}
+
+    def decode(self, value: bytes | None) -> Change | Rejection:
+        if not value:
+            return Rejection("invalid_json", "empty message value")
+        if len(value) > self._max_bytes:
+            return Rejection(
+                "event_too_large", f"{len(value)} bytes > max_event_bytes {self._max_bytes}"
+            )
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            return Rejection("invalid_json", f"not JSON: {exc}"[:300])
+        if not isinstance(event, dict):
+            return Rejection("invalid_json", f"expected a JSON object, got {type(event).__name__}")
+        return self._from_object(event)
+
+    def _from_object(self, event: dict[str, Any]) -> Change | Rejection:
+        s = self._s
+        action = event.get(s.action_field)
+        add = self._actions.get(action) if isinstance(action, str) else None
+        if add is None:
+            if action is None:
+                return Rejection("missing_field", f"'{s.action_field}' is missing")
+            return Rejection("unknown_action", f"'{s.action_field}' is {_show(action)}")
+        cohort_id = _required_string(event, s.cohort_id_field)
+        if isinstance(cohort_id, Rejection):
+            return cohort_id
+        uid = _required_string(event, s.uid_field)
+        if isinstance(uid, Rejection):
+            return uid
+        name = event.get(s.cohort_name_field, cohort_id)
+        if not isinstance(name, str) or not name:
+            return Rejection("invalid_field", f"'{s.cohort_name_field}' must be a non-empty string")
+        name_problem = self._check_name(name)
+        if name_problem:
+            return Rejection("invalid_cohort_name", name_problem)
+        description = event.get(s.cohort_description_field)
+        if description is not None and not isinstance(description, str):
+            return Rejection("invalid_field", f"'{s.cohort_description_field}' must be a string")
+        ts_ms = parse_ts(event.get(s.ts_field))
+        if isinstance(ts_ms, Rejection):
+            return ts_ms
+        return Change(add, cohort_id, name, description, uid, ts_ms)
+
+    def _check_name(self, name: str) -> str | None:
+        if name not in self._name_ok:
+            if len(self._name_ok) > 10_000:  # bound the cache against hostile streams
+                self._name_ok.clear()
+            bad = _FORBIDDEN_NAME.search(name)
+            self._name_ok[name] = (
+                f"cohort name {_show(name)} has forbidden {_show(bad.group())}" if bad else None
+            )
+        return self._name_ok[name]
+
+
+def _required_string(event: dict[str, Any], field: str) -> str | Rejection:
+    value = event.get(field)
+    if value is None:
+        return Rejection("missing_field", f"'{field}' is missing")
+    if not isinstance(value, str) or not value.strip():
+        return Rejection("invalid_field", f"'{field}' must be a non-empty string")
+    if len(value) > MAX_ID_CHARS:
+        return Rejection("invalid_field", f"'{field}' is longer than {MAX_ID_CHARS} characters")
+    return value
+
+
+def parse_ts(value: Any) -> int | Rejection | None:
+    """The event time in epoch ms, from epoch ms (int/float) or ISO-8601; absent is fine."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return Rejection("invalid_field", "'ts' must be epoch milliseconds or ISO-8601")
+    if isinstance(value, int | float):
+        if not 0 <= value < 1e14:
+            return Rejection("invalid_field", "'ts' epoch milliseconds out of range")
+        return int(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return Rejection("invalid_field", f"'ts' {_show(value)} is not ISO-8601")
+        if parsed.tzinfo is None:
+            return Rejection("invalid_field", "'ts' ISO-8601 needs a timezone (e.g. Z)")
+        return int(parsed.timestamp() * 1000)
+    return Rejection("invalid_field", "'ts' must be epoch milliseconds or ISO-8601")
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

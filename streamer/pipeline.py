@@ -1,0 +1,238 @@
+"""The pipeline's state machine: consumed messages in, coalesced deliveries out, offsets released.
+
+ingest() is the per-event hot path (decode, route to the cohort's buffer); dispatch() seals due
+cohorts oldest-first while the rate limiter has room, so scarce tokens turn into fuller requests;
+the RebalanceHandler methods keep the commit rules of DESIGN.md on assignment changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from streamer.batch import Cohort, CohortBuffer, SourceMessage, next_due_at, pick_due
+from streamer.config import Settings
+from streamer.decode import Decoder, Rejection
+from streamer.dlq import DeadLetterWriter
+from streamer.metrics import Metrics
+from streamer.offsets import OffsetTracker, PendingRange, TopicPartition
+from streamer.ratelimit import RateLimiter
+from streamer.send import Sender
+
+log = logging.getLogger(__name__)
+
+IDLE_TICK_SECONDS = 0.05
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        sender: Sender,
+        limiter: RateLimiter,
+        dlq: DeadLetterWriter,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.tracker = OffsetTracker()
+        self.cohorts: dict[str, Cohort] = {}
+        self.sending: set[CohortBuffer] = set()
+        self.buffered_events = 0
+        self.buffered_bytes = 0
+        self._decoder = Decoder(settings.events, settings.batching.max_event_bytes)
+        self._sender = sender
+        self._limiter = limiter
+        self._dlq = dlq
+        self._metrics = metrics
+        self._clock = clock
+        self._linger = settings.batching.linger_ms / 1000
+        self._full_bytes = settings.moengage.max_payload_bytes
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.flush_everything = False  # shutdown: every buffer is due now
+        self.closing = False  # after the shutdown drain: a revoke only commits, never waits
+
+    # --- ingest: the per-event path ---
+
+    def ingest(self, messages: list[SourceMessage]) -> None:
+        ranges: dict[TopicPartition, PendingRange] = {}
+        decode = self._decoder.decode
+        cohorts = self.cohorts
+        now = self._clock()
+        coalesced = 0
+        nbytes = 0
+        for msg in messages:
+            tp = (msg.topic(), msg.partition())
+            rng = ranges.get(tp)
+            if rng is None:
+                rng = ranges[tp] = self.tracker.track(tp, msg.offset(), msg.offset(), 0)
+            rng.pending += 1
+            rng.last = msg.offset()
+            value = msg.value()
+            size = len(value) if value else 0
+            nbytes += size
+            change = decode(value)
+            if isinstance(change, Rejection):
+                self._dead_letter(msg, change, rng, size)
+                continue
+            cohort = cohorts.get(change.cohort_id)
+            if cohort is None:
+                cohort = cohorts[change.cohort_id] = Cohort(change.cohort_id)
+            buf = cohort.open
+            if buf is None:
+                buf = cohort.open = CohortBuffer(change.cohort_id, now)
+            buf.name = change.cohort_name
+            if change.cohort_description is not None:
+                buf.description = change.cohort_description
+            coalesced += buf.put(change.uid, (change.add, msg, change.ts_ms), rng, size)
+            if buf.est_body_bytes >= self._full_bytes:
+                self._wake.set()
+        self.tracker.consumed(ranges.values())
+        self.buffered_events += len(messages)
+        self.buffered_bytes += nbytes
+        self._metrics.events_coalesced.inc(coalesced)
+
+    def _dead_letter(
+        self, msg: SourceMessage, rejection: Rejection, rng: PendingRange, size: int
+    ) -> None:
+        log.warning(
+            "invalid event %s[%d]@%d: %s (%s)",
+            msg.topic(), msg.partition(), msg.offset(), rejection.reason, rejection.detail,
+        )
+        self._metrics.invalid_events.labels(rejection.reason).inc()
+
+        def written() -> None:
+            rng.ack()
+            self.buffered_events -= 1
+            self.buffered_bytes -= size
+
+        self._dlq.write(msg, rejection.reason, rejection.detail, written)
+
+    # --- dispatch: seal due cohorts while there is budget ---
+
+    async def dispatch_forever(self) -> None:
+        max_in_flight = self.settings.moengage.max_in_flight
+        while True:
+            now = self._clock()
+            cohort = None
+            if len(self.sending) < max_in_flight and self._limiter.has_capacity():
+                linger = 0.0 if self.flush_everything else self._linger
+                cohort = pick_due(self.cohorts.values(), now, linger, self._full_bytes)
+            if cohort is not None:
+                self._start_delivery(cohort)
+                continue
+            await self._sleep_until_next_due(now)
+
+    async def _sleep_until_next_due(self, now: float) -> None:
+        due_at = next_due_at(self.cohorts.values(), self._linger)
+        timeout = IDLE_TICK_SECONDS if due_at is None else max(0.001, due_at - now)
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), min(timeout, IDLE_TICK_SECONDS))
+        except TimeoutError:
+            pass
+
+    def _start_delivery(self, cohort: Cohort) -> None:
+        buf = cohort.open
+        if buf is None:
+            return
+        cohort.open = None
+        cohort.busy = True
+        self.sending.add(buf)
+        task = asyncio.create_task(self._deliver(cohort, buf), name=f"deliver-{cohort.cohort_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, cohort: Cohort, buf: CohortBuffer) -> None:
+        try:
+            await self._sender.deliver(buf)
+            self.buffered_events -= buf.events
+            self.buffered_bytes -= buf.nbytes
+        except asyncio.CancelledError:
+            log.info("delivery of cohort %s cancelled; its events will be redelivered", buf.cohort_id)
+            raise
+        except Exception:
+            # never expected; the events stay unacknowledged, so the commit holds them back
+            log.exception("delivery of cohort %s failed", buf.cohort_id)
+            await asyncio.sleep(1)
+            if cohort.open is None:  # hand the same changes back for another try
+                cohort.open = buf
+        finally:
+            self.sending.discard(buf)
+            cohort.busy = False
+            self._wake.set()
+
+    # --- draining: shutdown and revoke ---
+
+    def holds(self, partitions: set[TopicPartition]) -> bool:
+        """True while any open or in-flight buffer holds events of these partitions."""
+        open_bufs = [c.open for c in self.cohorts.values() if c.open is not None]
+        return any(buf.partitions() & partitions for buf in [*open_bufs, *self.sending])
+
+    async def drain(self, partitions: set[TopicPartition] | None, deadline: float) -> bool:
+        """Flush (all, or those holding `partitions`) until nothing is held or the deadline."""
+        while self._clock() < deadline:
+            if partitions is None:
+                if not self.sending and all(c.open is None for c in self.cohorts.values()):
+                    return True
+            elif not self.holds(partitions):
+                return True
+            self._force_due(partitions)
+            self._wake.set()
+            await asyncio.sleep(0.02)
+        return False
+
+    def _force_due(self, partitions: set[TopicPartition] | None) -> None:
+        for cohort in self.cohorts.values():
+            buf = cohort.open
+            if buf is not None and (partitions is None or buf.partitions() & partitions):
+                buf.opened_at = min(buf.opened_at, self._clock() - self._linger)
+
+    def drop(self, partitions: set[TopicPartition]) -> None:
+        """Forget buffered events of partitions we no longer own (redelivered to the new owner)."""
+        for cohort in self.cohorts.values():
+            buf = cohort.open
+            if buf is not None and buf.partitions() & partitions:
+                before_events, before_bytes = buf.events, buf.nbytes
+                buf.drop_partitions(partitions)
+                self.buffered_events -= before_events - buf.events
+                self.buffered_bytes -= before_bytes - buf.nbytes
+                if not buf.entries:
+                    cohort.open = None
+
+    # --- RebalanceHandler ---
+
+    async def assigned(self, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", _show(partitions))
+        self._metrics.rebalances.labels("assign").inc()
+        self.tracker.assign(partitions)
+
+    async def revoking(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        log.info("revoking %s: flushing their buffered changes", _show(partitions))
+        self._metrics.rebalances.labels("revoke").inc()
+        revoked = set(partitions)
+        deadline = self._clock() + self.settings.deadlines.revoke_flush_seconds
+        if self.closing or not await self.drain(revoked, deadline):
+            log.warning("revoke deadline passed; uncommitted changes will be redelivered")
+            self.drop(revoked)
+        points = self.tracker.commit_points(partitions)
+        self.tracker.forget(partitions)
+        return points
+
+    async def lost(self, partitions: list[TopicPartition]) -> None:
+        log.warning("lost %s: dropping their buffered changes without commit", _show(partitions))
+        self._metrics.rebalances.labels("lost").inc()
+        self.drop(set(partitions))
+        self.tracker.forget(partitions)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _show(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{t}[{p}]" for t, p in sorted(partitions)) or "nothing"

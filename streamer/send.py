@@ -1,0 +1,197 @@
+"""Deliver a sealed cohort buffer: pack, rate-limit, send, and handle every failure class.
+
+Retries (429, 5xx, timeouts, connection errors) never give up: full-jitter exponential backoff,
+Retry-After honoured up to a cap. 413 halves the request; a 400 about members is bisected until
+the refused uids are isolated and dead-lettered, so one bad uid never holds back its cohort.
+401/403 close the auth gate (the pipeline pauses consumption) and the same request is retried
+slowly with freshly read credentials until the API accepts it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from streamer.batch import CohortBuffer
+from streamer.classify import Outcome, Verdict, classify
+from streamer.client import CohortSyncClient
+from streamer.config import ConfigError, MoEngageConfig
+from streamer.dlq import DeadLetterWriter
+from streamer.metrics import Metrics, status_class
+from streamer.payload import Envelope, member_bytes, pack
+from streamer.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+class AuthGate:
+    """Open while the API accepts our credentials; closed (with the reason) after a 401/403."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.reason: str | None = None
+        self._metrics = metrics
+
+    @property
+    def blocked(self) -> bool:
+        return self.reason is not None
+
+    def close(self, reason: str) -> None:
+        if self.reason is None:
+            log.error("MoEngage refused our credentials (%s); pausing consumption", reason)
+        self.reason = reason
+        self._metrics.auth_failing.set(1)
+
+    def open(self) -> None:
+        if self.reason is not None:
+            log.info("MoEngage accepts our credentials again; resuming")
+        self.reason = None
+        self._metrics.auth_failing.set(0)
+
+
+class Sender:
+    def __init__(
+        self,
+        config: MoEngageConfig,
+        client: CohortSyncClient,
+        limiter: RateLimiter,
+        dlq: DeadLetterWriter,
+        metrics: Metrics,
+        auth: AuthGate,
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._limiter = limiter
+        self._dlq = dlq
+        self._metrics = metrics
+        self.auth = auth
+        self.inflight = 0
+
+    async def deliver(self, buf: CohortBuffer) -> None:
+        """Return once every change in `buf` is accepted by the API or confirmed in the DLQ."""
+        adds, removes = buf.split_actions()
+        for action, uids in (("add_members", adds), ("remove_members", removes)):
+            if not uids:
+                continue
+            envelope = Envelope(
+                action, self._config.partner, buf.cohort_id, buf.name, buf.description
+            )
+            bodies, too_large = pack(envelope, uids, self._config.max_payload_bytes)
+            if too_large:
+                detail = "a request with this uid alone exceeds max_payload_bytes"
+                await self._reject(buf, too_large, "event_too_large", detail)
+            for body in bodies:
+                await self._send(buf, envelope, body.uids, body.data)
+        buf.acknowledge()
+
+    async def _send(
+        self, buf: CohortBuffer, envelope: Envelope, uids: list[str], data: bytes | None = None
+    ) -> None:
+        if data is None:
+            data = envelope.body([member_bytes(uid) for uid in uids])
+        attempt = 0
+        while True:
+            status, outcome = await self._post(envelope.action, data)
+            verdict = outcome.verdict
+            if verdict is Verdict.ACCEPTED:
+                self.auth.open()
+                self._record_accepted(buf, envelope.action, uids, len(data))
+                return
+            if verdict is Verdict.RETRY:
+                attempt += 1
+                await self._back_off(outcome.cause, attempt, outcome.retry_after)
+            elif verdict is Verdict.AUTH:
+                await self._wait_for_auth(outcome.cause)
+            elif verdict is Verdict.REJECT_ALL or len(uids) == 1:
+                reason = "event_too_large" if verdict is Verdict.SPLIT else "rejected_by_api"
+                await self._reject(buf, uids, reason, f"HTTP {status}: {outcome.cause}")
+                return
+            else:  # SPLIT (413) or BISECT (400 about members): send each half on its own
+                half = len(uids) // 2
+                await self._send(buf, envelope, uids[:half])
+                await self._send(buf, envelope, uids[half:])
+                return
+
+    async def _post(self, action: str, data: bytes) -> tuple[int, Outcome]:
+        waited = time.perf_counter()
+        await self._limiter.acquire()
+        started = time.perf_counter()
+        self._metrics.rate_limiter_wait.observe(started - waited)
+        self.inflight += 1
+        self._metrics.inflight_requests.inc()
+        try:
+            resp = await self._client.post(data)
+        finally:
+            self._limiter.release()
+            self.inflight -= 1
+            self._metrics.inflight_requests.dec()
+        self._metrics.request_duration.labels(action).observe(time.perf_counter() - started)
+        if resp.failure is not None:
+            label = "timeout" if resp.failure == "timeout" else "error"
+            self._metrics.requests.labels(action, label).inc()
+            cause = "timeout" if resp.failure == "timeout" else "connection"
+            return 0, Outcome(Verdict.RETRY, cause)
+        self._metrics.requests.labels(action, status_class(resp.status)).inc()
+        return resp.status, classify(resp.status, resp.body, resp.retry_after)
+
+    async def _back_off(self, cause: str, attempt: int, retry_after: float | None) -> None:
+        self._metrics.retries.labels(cause).inc()
+        cfg = self._config
+        if cause == "rate_limited":
+            hold = min(retry_after if retry_after is not None else 1.0, cfg.retry_after_cap_seconds)
+            self._limiter.on_rate_limited(hold)
+            self._metrics.rate_limit.set(self._limiter.limit)
+        ceiling = min(cfg.retry_max_seconds, cfg.retry_initial_seconds * 2 ** min(attempt, 20))
+        delay = random.uniform(0, ceiling)  # full jitter: retries of many cohorts spread out
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, cfg.retry_after_cap_seconds))
+        log.debug("retrying after %.2fs (%s, attempt %d)", delay, cause, attempt)
+        await asyncio.sleep(delay)
+
+    async def _wait_for_auth(self, reason: str) -> None:
+        self._metrics.retries.labels("auth").inc()
+        self.auth.close(reason)
+        await asyncio.sleep(self._config.auth_retry_seconds)
+        try:
+            self._client.reload_credentials()
+        except ConfigError as exc:
+            log.error("cannot re-read credentials: %s", exc)
+
+    async def _reject(self, buf: CohortBuffer, uids: list[str], reason: str, detail: str) -> None:
+        """Dead-letter the winning events of `uids`; returns once the broker confirmed them."""
+        if not uids:
+            return
+        first = buf.entries[uids[0]][1]
+        log.warning(
+            "dead-lettering %d member(s) of cohort %s (first from %s[%d]@%d): %s",
+            len(uids), buf.cohort_id, first.topic(), first.partition(), first.offset(), detail,
+        )
+        loop = asyncio.get_running_loop()
+        remaining = len(uids)
+        all_written = loop.create_future()
+
+        def written() -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0 and not all_written.done():
+                all_written.set_result(None)
+
+        for uid in uids:
+            self._metrics.invalid_events.labels(reason).inc()
+            self._dlq.write(buf.entries[uid][1], reason, detail, written)
+        await all_written
+
+    def _record_accepted(self, buf: CohortBuffer, action: str, uids: list[str], size: int) -> None:
+        m = self._metrics
+        m.members_per_request.labels(action).observe(len(uids))
+        m.request_body_bytes.labels(action).observe(size)
+        m.members_acknowledged.labels(action).inc(len(uids))
+        now_ms = time.time() * 1000
+        observe = m.ack_latency.observe
+        entries = buf.entries
+        for uid in uids:
+            _add, msg, ts_ms = entries[uid]
+            if ts_ms is None:
+                ts_ms = msg.timestamp()[1]
+            observe(max(0.0, (now_ms - ts_ms) / 1000))

@@ -1,0 +1,215 @@
+"""The Kafka side of the pipeline: one thread owns the Consumer, and every call goes through it.
+
+confluent-kafka is synchronous and its rebalance callbacks run inside consume(); funnelling
+consume, commit, pause/resume and close through one single-thread executor means callbacks and
+commits never race. Callbacks hand their work to the event loop and wait with a deadline; the
+loop never waits on this thread synchronously, so that cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from streamer.config import KafkaConfig
+from streamer.offsets import TopicPartition as TP
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class StartupError(Exception):
+    """Kafka is not usable at start-up (unreachable broker, missing topic)."""
+
+
+class RebalanceHandler(Protocol):
+    """What the pipeline does on assignment changes; runs on the event loop."""
+
+    async def assigned(self, partitions: list[TP]) -> None: ...
+    async def revoking(self, partitions: list[TP]) -> dict[TP, int]: ...
+    async def lost(self, partitions: list[TP]) -> None: ...
+
+
+def consumer_settings(config: KafkaConfig) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "bootstrap.servers": config.bootstrap_servers,
+        "partition.assignment.strategy": "cooperative-sticky",
+        "auto.offset.reset": "earliest",
+        "queued.max.messages.kbytes": config.queued_max_messages_kbytes,
+        "fetch.max.bytes": 8 * 1024 * 1024,
+        "session.timeout.ms": 30000,
+        "max.poll.interval.ms": 300000,
+    }
+    settings.update(config.consumer)
+    # owned by the streamer (config validation refuses them in kafka.consumer)
+    settings.update(
+        {
+            "group.id": config.group_id,
+            "group.protocol": "classic",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+    )
+    return settings
+
+
+class KafkaSource:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        handler: RebalanceHandler,
+        revoke_deadline_seconds: float,
+    ) -> None:
+        self._config = config
+        self._handler = handler
+        self._revoke_deadline = revoke_deadline_seconds
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
+        self._consumer: Consumer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.reachable = True
+        self.assignment_received = False
+        # bumped on every revoke/loss: a commit computed before it may name partitions we lost
+        self.generation = 0
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, fn)
+
+    async def start(self) -> None:
+        """Create the consumer, check the broker and topics (with a timeout), subscribe."""
+        self._loop = asyncio.get_running_loop()
+        settings = consumer_settings(self._config)
+        settings["error_cb"] = self._on_error
+        self._consumer = await self._call(lambda: Consumer(settings))
+        await self._call(self._check_topics)
+        await self._call(
+            lambda: self._require().subscribe(
+                list(self._config.topics),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+        )
+
+    def _require(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("KafkaSource used before start()")
+        return self._consumer
+
+    def _check_topics(self) -> None:
+        timeout = self._config.startup_timeout_seconds
+        try:
+            metadata = self._require().list_topics(timeout=timeout)
+        except KafkaException as exc:
+            raise StartupError(
+                f"kafka.bootstrap_servers {self._config.bootstrap_servers}: no broker answered "
+                f"within {timeout:g}s ({exc.args[0].str() if exc.args else exc})"
+            ) from None
+        missing = [t for t in self._config.topics if t not in metadata.topics]
+        if missing:
+            raise StartupError(f"kafka.topics: {', '.join(missing)} does not exist on the cluster")
+
+    async def consume(self, max_messages: int, timeout: float) -> list[Message]:
+        consumer = self._require()
+        return await self._call(lambda: consumer.consume(max_messages, timeout))
+
+    async def commit(self, points: dict[TP, int], generation: int) -> bool:
+        """Commit on the consumer thread unless a rebalance happened since `generation`.
+
+        Returns False when skipped; raises KafkaException when the broker refuses.
+        """
+        offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
+
+        def commit() -> bool:
+            if generation != self.generation:
+                return False
+            self._require().commit(offsets=offsets, asynchronous=False)
+            return True
+
+        return await self._call(commit)
+
+    async def pause(self, partitions: list[TP]) -> None:
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        if tps:
+            await self._call(lambda: self._require().pause(tps))
+
+    async def resume(self, partitions: list[TP]) -> None:
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        if tps:
+            await self._call(lambda: self._require().resume(tps))
+
+    async def high_watermarks(self, partitions: list[TP]) -> dict[TP, int]:
+        """Cached high watermarks (from fetch responses; no broker round trip)."""
+
+        def read() -> dict[TP, int]:
+            consumer = self._require()
+            marks: dict[TP, int] = {}
+            for t, p in partitions:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+                if high >= 0:
+                    marks[(t, p)] = high
+            return marks
+
+        return await self._call(read)
+
+    async def committed(self, partitions: list[TP], timeout: float = 10) -> dict[TP, int]:
+        def read() -> dict[TP, int]:
+            tps = [TopicPartition(t, p) for t, p in partitions]
+            result = self._require().committed(tps, timeout=timeout)
+            return {(tp.topic, tp.partition): tp.offset for tp in result if tp.offset >= 0}
+
+        return await self._call(read)
+
+    async def close(self) -> None:
+        """Leave the group (runs the revoke callback), then stop the thread."""
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await self._call(consumer.close)
+        self._thread.shutdown(wait=True)
+
+    # --- callbacks: these run on the consumer thread, inside consume() or close() ---
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.reachable = False
+        log.warning("kafka: %s", err)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        self.assignment_received = True
+        self._run_on_loop(self._handler.assigned(tps), timeout=30)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        self.generation += 1
+        points = self._run_on_loop(
+            self._handler.revoking(tps), timeout=self._revoke_deadline + 5
+        )
+        if points:
+            offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+                log.info("committed %d revoked partition(s) before release", len(offsets))
+            except KafkaException as exc:
+                log.warning("commit on revoke failed (events will be redelivered): %s", exc)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = [(tp.topic, tp.partition) for tp in partitions]
+        self.generation += 1
+        self._run_on_loop(self._handler.lost(tps), timeout=30)
+
+    def _run_on_loop(self, coro: Coroutine[Any, Any, T], timeout: float) -> T | None:
+        if self._loop is None:
+            return None
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout=timeout)
+        except TimeoutError:
+            future.cancel()
+            log.error("rebalance handling exceeded %.0fs; continuing without it", timeout)
+            return None
