@@ -1,0 +1,34 @@
+# The README's commands. Everything a fresh machine needs is installed by these targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS_BIN := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/cohort-streamer/bin
+export PATH := $(abspath $(BIN)):$(TOOLS_BIN):$(PATH)
+
+.PHONY: demo test lint bench tools clean
+
+# the virtualenv, rebuilt when the dependencies change
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed  ## local Kafka + emulator + sample events -> streamer -> report
+	$(BIN)/cohort-streamer demo
+
+tools:  ## helm (from its Go module) and prometheus/promtool (Debian) for the chart checks
+	bash tests/tools/ensure_tools.sh
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check streamer tests
+	$(BIN)/mypy --strict streamer
+
+test: $(VENV)/.installed tools lint  ## lint, type-check, then every test on a real broker
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.installed  ## the performance benchmark (minutes); results in tests/bench/results/
+	$(BIN)/python -m tests.bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
