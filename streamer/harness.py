@@ -62,8 +62,15 @@ def wait_caught_up(
 class StreamerProcess:
     """`cohort-streamer run --config PATH` as a child process, with its output in a log file."""
 
-    def __init__(self, config: Path, env: Mapping[str, str], log_file: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        env: Mapping[str, str],
+        log_file: Path,
+        metrics_port: int | None = None,
+    ) -> None:
         self.config = config
+        self.metrics_port = metrics_port
         self.env = {**os.environ, **env}
         self.log_file = log_file
         self.proc: subprocess.Popen[bytes] | None = None

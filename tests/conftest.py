@@ -1,3 +1,3 @@
 """Shared fixtures: a real Kafka broker and the MoEngage emulator."""
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.emulator"]
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.emulator", "tests.fixtures.streamer"]
