@@ -8,6 +8,7 @@ the RebalanceHandler methods keep the commit rules of DESIGN.md on assignment ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -130,10 +131,8 @@ class Pipeline:
         due_at = next_due_at(self.cohorts.values(), self._linger)
         timeout = IDLE_TICK_SECONDS if due_at is None else max(0.001, due_at - now)
         self._wake.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), min(timeout, IDLE_TICK_SECONDS))
-        except TimeoutError:
-            pass
 
     def _start_delivery(self, cohort: Cohort) -> None:
         buf = cohort.open
@@ -152,7 +151,7 @@ class Pipeline:
             self.buffered_events -= buf.events
             self.buffered_bytes -= buf.nbytes
         except asyncio.CancelledError:
-            log.info("delivery of cohort %s cancelled; its events will be redelivered", buf.cohort_id)
+            log.info("delivery of %s cancelled; its events will be redelivered", buf.cohort_id)
             raise
         except Exception:
             # never expected; the events stay unacknowledged, so the commit holds them back
