@@ -1,0 +1,131 @@
+"""Segments and their membership, as Cohort Sync leaves them.
+
+Choices where moengage-api.md §8 item 3 leaves the real behaviour open:
+- a cohort is keyed by `cohort_id` alone; the first request for an unknown id (add or remove)
+  creates its segment, named after that request's `cohort_name`; later names do not rename it;
+- a segment created this way has type "COHORT_SYNC" and source "API" (the real type string is
+  undocumented; "ELASTIC_SEARCH" belongs to filter segments);
+- an archived segment still accepts Cohort Sync changes (archiving hides, it does not freeze).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .validation import CohortRequest
+
+SEGMENT_TYPE = "COHORT_SYNC"
+SEGMENT_SOURCE = "API"
+
+_object_counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+_process_bytes = os.urandom(5).hex()
+
+
+def new_object_id() -> str:
+    """24 hex digits laid out like a MongoDB ObjectId: time, per-process random, counter."""
+    counter = next(_object_counter) & 0xFFFFFF
+    return f"{int(time.time()) & 0xFFFFFFFF:08x}{_process_bytes}{counter:06x}"
+
+
+def _now_iso() -> str:
+    # The documented format: ISO-8601, no zone, microseconds ("2022-12-20T06:21:44.112000").
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+@dataclass(slots=True)
+class Segment:
+    id: str
+    cohort_id: str
+    name: str
+    partner: str
+    description: str | None
+    created_time: str
+    updated_time: str
+    archived: bool = False
+    members: set[str] = field(default_factory=set)
+
+    def summary(self) -> dict[str, Any]:
+        """The v3 list item (§5.4), plus `archived` so archive state is observable."""
+        return {
+            "name": self.name,
+            "id": self.id,
+            "created_time": self.created_time,
+            "type": SEGMENT_TYPE,
+            "source": SEGMENT_SOURCE,
+            "archived": self.archived,
+        }
+
+
+class SegmentStore:
+    def __init__(self) -> None:
+        self._by_cohort: dict[str, Segment] = {}
+        self._by_id: dict[str, Segment] = {}
+
+    def clear(self) -> None:
+        self._by_cohort.clear()
+        self._by_id.clear()
+
+    def apply(self, request: CohortRequest) -> int:
+        """Apply an accepted request; returns how many memberships actually changed."""
+        segment = self._segment_for(request)
+        members = segment.members
+        before = len(members)
+        if request.action == "add_members":
+            members.update(request.uids)
+        else:
+            members.difference_update(request.uids)
+        changed = abs(len(members) - before)
+        if changed:
+            segment.updated_time = _now_iso()
+        return changed
+
+    def _segment_for(self, request: CohortRequest) -> Segment:
+        segment = self._by_cohort.get(request.cohort_id)
+        if segment is None:
+            now = _now_iso()
+            segment = Segment(
+                id=new_object_id(),
+                cohort_id=request.cohort_id,
+                name=request.cohort_name,
+                partner=request.partner,
+                description=request.cohort_description,
+                created_time=now,
+                updated_time=now,
+            )
+            self._by_cohort[request.cohort_id] = segment
+            self._by_id[segment.id] = segment
+        return segment
+
+    def by_cohort(self, cohort_id: str) -> Segment | None:
+        return self._by_cohort.get(cohort_id)
+
+    def by_id(self, segment_id: str) -> Segment | None:
+        return self._by_id.get(segment_id)
+
+    def by_name(self, name: str) -> list[Segment]:
+        """Segments with this exact name, oldest first (names are not unique across cohorts)."""
+        return [s for s in self._by_id.values() if s.name == name]
+
+    def segments(self) -> list[Segment]:
+        return list(self._by_id.values())
+
+    def cohorts_json(self) -> dict[str, dict[str, Any]]:
+        """`GET /_emulator/cohorts`: every cohort with its segment and member count."""
+        return {
+            cohort_id: {
+                "segment_id": s.id,
+                "name": s.name,
+                "partner": s.partner,
+                "description": s.description,
+                "archived": s.archived,
+                "member_count": len(s.members),
+                "created_time": s.created_time,
+                "updated_time": s.updated_time,
+            }
+            for cohort_id, s in self._by_cohort.items()
+        }
