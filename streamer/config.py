@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "STREAMER__"
 DATA_CENTERS = ("01", "02", "03", "04", "05", "06", "101")
@@ -73,6 +81,14 @@ class MoEngageConfig(_Section):
     retry_max_seconds: PositiveFloat = 30.0
     retry_after_cap_seconds: PositiveFloat = 60.0
     auth_retry_seconds: PositiveFloat = 30.0
+
+    @field_validator("data_center", mode="before")
+    @classmethod
+    def _data_center_from_yaml_int(cls, value: Any) -> Any:
+        # YAML (the file, and STREAMER__MOENGAGE__DATA_CENTER=02) reads 02 as the integer 2
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"{value:02d}"
+        return value
 
     @model_validator(mode="after")
     def _one_host(self) -> MoEngageConfig:

@@ -84,7 +84,9 @@ class Decoder:
         uid = _required_string(event, s.uid_field)
         if isinstance(uid, Rejection):
             return uid
-        name = event.get(s.cohort_name_field, cohort_id)
+        name = event.get(s.cohort_name_field)
+        if name is None:  # absent or null: like every other optional field, null means absent
+            name = cohort_id
         if not isinstance(name, str) or not name:
             return Rejection("invalid_field", f"'{s.cohort_name_field}' must be a non-empty string")
         name_problem = self._check_name(name)
@@ -137,7 +139,10 @@ def parse_ts(value: Any) -> int | Rejection | None:
             return Rejection("invalid_field", f"'ts' {_show(value)} is not ISO-8601")
         if parsed.tzinfo is None:
             return Rejection("invalid_field", "'ts' ISO-8601 needs a timezone (e.g. Z)")
-        return int(parsed.timestamp() * 1000)
+        ms = int(parsed.timestamp() * 1000)
+        if not 0 <= ms < 1e14:  # the same range as epoch milliseconds
+            return Rejection("invalid_field", "'ts' ISO-8601 time out of range")
+        return ms
     return Rejection("invalid_field", "'ts' must be epoch milliseconds or ISO-8601")
 
 
