@@ -204,3 +204,19 @@ def test_config_errors_exit_2_with_one_line(rig: StreamerRig) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "kafka.topicz" in lines[0], result.stderr
     assert "secret-key-123" not in result.stderr
+
+
+def test_never_two_requests_of_one_cohort_in_flight(rig: StreamerRig) -> None:
+    """With slow answers and a short linger, every cohort is due again while it is being sent."""
+    rig.emulator.configure(latency_ms=300)
+    log = generate(events=6_000, cohorts=4, users=3_000, seed=31)
+    proc = rig.start(batching={"linger_ms": 20}, moengage={"max_in_flight": 8})
+    for start in range(0, len(log.messages), 500):  # a steady trickle, so buffers keep refilling
+        rig.produce(log.messages[start : start + 500])
+        time.sleep(0.1)
+    rig.wait_caught_up()
+    rig.assert_state(log.expected)
+    stats = rig.emulator.stats()
+    assert stats["requests_total"] > 4 * 3, "too few requests to show overlap"
+    assert stats["max_in_flight_per_cohort"] == 1
+    assert proc.terminate() == 0

@@ -36,6 +36,7 @@ from .responses import JSON, cohort_error
 from .validation import CohortRequest, is_json_content_type, parse_cohort_request
 
 PATH = "/v1/integrations/cohortsync"
+COHORT_KEY = web.RequestKey("cohort_id", str)
 _SUCCESS_BODY = (
     b'{"status":"success","message":"Your request has been accepted and will be processed soon."}'
 )
@@ -47,8 +48,15 @@ async def handle(request: web.Request) -> web.Response:
     context.stats.record_arrival(context.clock())
     response = await _answer(request, context, knobs)
     context.stats.record_status(response.status)
-    if knobs.latency_ms > 0:
-        await asyncio.sleep(knobs.latency_ms / 1000)
+    cohort_id: str | None = request.get(COHORT_KEY)
+    if cohort_id is not None:  # from parse to answer: overlapping requests of a cohort show
+        context.stats.cohort_started(cohort_id)
+    try:
+        if knobs.latency_ms > 0:
+            await asyncio.sleep(knobs.latency_ms / 1000)
+    finally:
+        if cohort_id is not None:
+            context.stats.cohort_finished(cohort_id)
     return response
 
 
@@ -67,10 +75,12 @@ async def _answer(request: web.Request, context: EmulatorContext, knobs: Knobs) 
         return cohort_error(errors.PAYLOAD_TOO_LARGE)
     context.stats.record_body(len(body))
     # No await from here on: the rate decision and the state change it guards are atomic.
-    return _admit(body, context, knobs)
+    return _admit(request, body, context, knobs)
 
 
-def _admit(body: bytes, context: EmulatorContext, knobs: Knobs) -> web.Response:
+def _admit(
+    request: web.Request, body: bytes, context: EmulatorContext, knobs: Knobs
+) -> web.Response:
     now = context.clock()
     if not context.limiter.allows(now):
         return cohort_error(_rate_limited(context, knobs, now))
@@ -82,6 +92,7 @@ def _admit(body: bytes, context: EmulatorContext, knobs: Knobs) -> web.Response:
     parsed = parse_cohort_request(body)
     if isinstance(parsed, ApiError):
         return cohort_error(parsed)
+    request[COHORT_KEY] = parsed.cohort_id
     refused = _first_refused(parsed, knobs.refuse_uids)
     if refused is not None:
         return cohort_error(refused)

@@ -49,6 +49,9 @@ class Stats:
         self.memberships_changed = 0
         self.segments_api_requests = 0
         self.requests_total = 0
+        # requests of one cohort being handled at once; a well-behaved client keeps this at 1
+        self.in_flight_by_cohort: Counter[str] = Counter()
+        self.max_in_flight_per_cohort = 0
         self.arrival_times: deque[float] = deque(maxlen=MAX_TIMESTAMPS)
         self.accepted_times: deque[float] = deque(maxlen=MAX_TIMESTAMPS)
         self._arrivals = SlidingWindow(window_seconds)
@@ -62,6 +65,15 @@ class Stats:
         self.requests_total += 1
         self.arrival_times.append(now)
         self._arrivals.add(now)
+
+    def cohort_started(self, cohort_id: str) -> None:
+        self.in_flight_by_cohort[cohort_id] += 1
+        self.max_in_flight_per_cohort = max(
+            self.max_in_flight_per_cohort, self.in_flight_by_cohort[cohort_id]
+        )
+
+    def cohort_finished(self, cohort_id: str) -> None:
+        self.in_flight_by_cohort[cohort_id] -= 1
 
     def record_body(self, size: int) -> None:
         self.bytes_received += size
@@ -100,6 +112,7 @@ class Stats:
             "max_accepted_in_window": self._accepted.peak,
             "max_arrivals_in_window": self._arrivals.peak,
             "segments_api_requests": self.segments_api_requests,
+            "max_in_flight_per_cohort": self.max_in_flight_per_cohort,
         }
         if include_times:
             out["arrival_times"] = list(self.arrival_times)
