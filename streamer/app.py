@@ -104,7 +104,6 @@ class Streamer:
             messages = await self.source.consume(batch, 0.1)
             self._heartbeat = time.monotonic()
             if messages:
-                self.metrics.events_consumed.labels(messages[0].topic()).inc(len(messages))
                 good = [m for m in messages if not _is_error(m)]
                 # a message without error always has topic, partition and offset set
                 self.pipeline.ingest(cast(list[SourceMessage], good))
@@ -149,6 +148,8 @@ class Streamer:
             if now - self._last_lag >= LAG_INTERVAL_SECONDS:
                 self._last_lag = now
                 await self._update_lag()
+                if not self.source.reachable:
+                    await self.source.probe()
 
     async def commit(self) -> None:
         """Commit every watermark that moved; a failure is retried at the next interval."""
@@ -195,13 +196,20 @@ class Streamer:
         drained = await self.pipeline.drain(None, deadline)
         if not drained:
             log.warning("shutdown deadline passed; unacknowledged changes will be redelivered")
-        await asyncio.to_thread(self.dlq.flush, max(1.0, deadline - time.monotonic()))
-        self.dlq.poll()
+        await self._wait_for_dlq(deadline)
         await self.commit()
         await self.pipeline.stop()
         self.pipeline.closing = True
         await self.source.close()  # leaves the group; its revoke commits what is left
         log.info("stopped cleanly")
+
+    async def _wait_for_dlq(self, deadline: float) -> None:
+        """Serve DLQ delivery callbacks on this loop until all are confirmed or time is up."""
+        end = max(deadline, time.monotonic() + 1.0)  # at least a moment, even past the deadline
+        while self.dlq.pending and time.monotonic() < end:
+            self.dlq.poll()
+            await asyncio.sleep(0.02)
+        self.dlq.poll()
 
     def _alive(self) -> tuple[bool, str]:
         stale = time.monotonic() - self._heartbeat

@@ -19,6 +19,7 @@ from streamer.batch import SourceMessage
 from streamer.metrics import Metrics
 
 log = logging.getLogger(__name__)
+RDKAFKA_LOG = logging.getLogger("streamer.librdkafka")  # the same logger source.py uses
 
 RETRY_SECONDS = 1.0
 # Kafka's default max.message.bytes is ~1 MB; a value above this is cut and marked in a header
@@ -44,6 +45,7 @@ class DeadLetterWriter:
             "compression.type": "lz4",
         }
         config.update(extra or {})
+        config["logger"] = RDKAFKA_LOG  # through Python logging, not raw to stderr
         self._producer = Producer(config)
         self._topic = topic
         self._metrics = metrics

@@ -92,6 +92,9 @@ class Pipeline:
             if buf.est_body_bytes >= self._full_bytes:
                 self._wake.set()
         self.tracker.consumed(ranges.values())
+        for (topic, _partition), rng in ranges.items():
+            # before any acknowledgement can run, pending still counts this batch's events
+            self._metrics.events_consumed.labels(topic).inc(rng.pending)
         self.buffered_events += len(messages)
         self.buffered_bytes += nbytes
         self._metrics.events_coalesced.inc(coalesced)
@@ -147,18 +150,21 @@ class Pipeline:
 
     async def _deliver(self, cohort: Cohort, buf: CohortBuffer) -> None:
         try:
-            await self._sender.deliver(buf)
+            while True:
+                try:
+                    await self._sender.deliver(buf)
+                    break
+                except asyncio.CancelledError:
+                    log.info("delivery of %s cancelled; it will be redelivered", buf.cohort_id)
+                    raise
+                except Exception:
+                    # a bug, not an API answer: the sender retries those itself. Keep the
+                    # buffer (unacknowledged, so nothing is committed) and send it again;
+                    # add and remove are idempotent.
+                    log.exception("delivery of cohort %s failed; retrying", buf.cohort_id)
+                    await asyncio.sleep(1)
             self.buffered_events -= buf.events
             self.buffered_bytes -= buf.nbytes
-        except asyncio.CancelledError:
-            log.info("delivery of %s cancelled; its events will be redelivered", buf.cohort_id)
-            raise
-        except Exception:
-            # never expected; the events stay unacknowledged, so the commit holds them back
-            log.exception("delivery of cohort %s failed", buf.cohort_id)
-            await asyncio.sleep(1)
-            if cohort.open is None:  # hand the same changes back for another try
-                cohort.open = buf
         finally:
             self.sending.discard(buf)
             cohort.busy = False

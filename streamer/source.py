@@ -20,6 +20,9 @@ from streamer.config import KafkaConfig
 from streamer.offsets import TopicPartition as TP
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines go through Python logging (served by consume/poll), never raw to
+# stderr: a start-up failure stays one line, and running logs keep the operator's format
+RDKAFKA_LOG = logging.getLogger("streamer.librdkafka")
 T = TypeVar("T")
 
 
@@ -85,6 +88,7 @@ class KafkaSource:
         self._loop = asyncio.get_running_loop()
         settings = consumer_settings(self._config)
         settings["error_cb"] = self._on_error
+        settings["logger"] = RDKAFKA_LOG
         self._consumer = await self._call(lambda: Consumer(settings))
         await self._call(self._check_topics)
         await self._call(
@@ -113,6 +117,18 @@ class KafkaSource:
         missing = [t for t in self._config.topics if t not in metadata.topics]
         if missing:
             raise StartupError(f"kafka.topics: {', '.join(missing)} does not exist on the cluster")
+
+    async def probe(self, timeout: float = 2.0) -> None:
+        """After 'all brokers down': a metadata request that answers marks Kafka reachable."""
+
+        def ask() -> None:
+            try:
+                self._require().list_topics(timeout=timeout)
+            except KafkaException:
+                return
+            self.reachable = True
+
+        await self._call(ask)
 
     async def consume(self, max_messages: int, timeout: float) -> list[Message]:
         consumer = self._require()
