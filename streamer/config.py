@@ -194,12 +194,13 @@ def load_credentials(environ: Mapping[str, str] | None = None) -> Credentials:
 def _secret_from_env(env: Mapping[str, str], name: str) -> str:
     file_name = env.get(f"{name}_FILE")
     if file_name:
+        # the path is not echoed: a secret pasted into the *_FILE variable must not be logged
         try:
             value = Path(file_name).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{name}_FILE: cannot read {file_name}: {exc.strerror}") from None
+            raise ConfigError(f"{name}_FILE: cannot read the file it names: {exc.strerror}") from None
         if not value:
-            raise ConfigError(f"{name}_FILE: {file_name} is empty")
+            raise ConfigError(f"{name}_FILE: the file it names is empty")
         return value
     value = env.get(name, "").strip()
     if not value:
@@ -222,7 +223,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: the top level must be a mapping of sections")
-    return data
+    # a section whose keys are all commented out reads as null: it means "all defaults"
+    return {key: value for key, value in data.items() if value is not None}
 
 
 def _apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
