@@ -198,7 +198,7 @@ def _secret_from_env(env: Mapping[str, str], name: str) -> str:
         try:
             value = Path(file_name).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"{name}_FILE: cannot read the file it names: {exc.strerror}") from None
+            raise ConfigError(f"{name}_FILE: cannot read that file: {exc.strerror}") from None
         if not value:
             raise ConfigError(f"{name}_FILE: the file it names is empty")
         return value

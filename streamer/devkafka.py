@@ -399,6 +399,7 @@ def probe_group_commit(bootstrap: str, timeout: float = 15.0) -> None:
     producer.produce(PROBE_TOPIC, value=b"probe")
     if producer.flush(timeout) != 0:
         raise DevKafkaError("probe message was not acknowledged")
+    _wait_for_coordinator(bootstrap, PROBE_GROUP, timeout)
     consumer = Consumer(_probe_consumer_conf(bootstrap))
     try:
         consumer.subscribe([PROBE_TOPIC])
@@ -406,6 +407,35 @@ def probe_group_commit(bootstrap: str, timeout: float = 15.0) -> None:
         consumer.commit(message=message, asynchronous=False)
     finally:
         consumer.close()
+
+
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
+
+
+def _wait_for_coordinator(bootstrap: str, group: str, timeout: float) -> None:
+    """Poll DescribeGroups every 0.1 s until the group's coordinator answers.
+
+    Why: a consumer that meets NOT_COORDINATOR while __consumer_offsets is still loading backs
+    off for about 2.7 s before rejoining; asking through the admin client first saves that on
+    every start. Any other answer ends the wait; the consumer step then decides.
+    """
+    admin = AdminClient(client_conf(bootstrap))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        future = admin.describe_consumer_groups([group], request_timeout=5)[group]
+        try:
+            future.result()
+            return
+        except KafkaException as exc:
+            if exc.args[0].code() not in _COORDINATOR_NOT_READY:
+                return
+        time.sleep(0.1)
 
 
 def _probe_consumer_conf(bootstrap: str) -> dict[str, Any]:
