@@ -530,6 +530,7 @@ class DevKafka:
         return self._state.pid if _pid_is_broker(self._state.pid, self.properties_file) else None
 
     def is_running(self) -> bool:
+        """True if our broker process is alive (checked via /proc, not just the state file)."""
         return self.pid is not None
 
     def log_tail(self, lines: int = 40) -> str:
@@ -564,6 +565,9 @@ class DevKafka:
                     busy = f"port {self.bootstrap} or the controller port is in use"
                     raise DevKafkaError(f"{busy}:\n{self.log_tail()}") from None
                 log.info("port race lost on %s; retrying with new ports", self.bootstrap)
+            except BaseException:  # Ctrl-C or a bug: never leave a half-started JVM behind
+                self._kill_now()
+                raise
         raise AssertionError("unreachable")
 
     def stop(self, keep_data: bool = False, timeout: float = STOP_TIMEOUT_S) -> None:
