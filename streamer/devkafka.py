@@ -205,8 +205,14 @@ def free_port() -> int:
 
 
 def new_cluster_id() -> str:
-    """Kafka's cluster-id format (a UUID as 22 url-safe base64 chars), without spawning a JVM."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Kafka's cluster-id format (a UUID as 22 url-safe base64 chars), without spawning a JVM.
+
+    An id starting with '-' would be read as an option by StorageTool, so draw again.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(port: int, controller_port: int, log_dir: Path) -> str:
