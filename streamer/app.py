@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -251,12 +252,30 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    tune_gc()
     try:
         asyncio.run(_serve(settings))
     except StartupError as exc:
         print(f"cohort-streamer: cannot start: {exc}", file=sys.stderr)
         return EXIT_STARTUP
     return 0
+
+
+# Young-generation threshold of the cyclic GC (CPython's default is 700 allocations).
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect reference cycles rarely: the hot path allocates containers but makes no cycles.
+
+    Per event, decoding builds a dict and the buffer keeps a tuple, so with the default
+    threshold the collector ran every few hundred events and its older generations kept walking
+    every buffered entry: about a sixth of the catch-up CPU. Freezing what start-up created
+    keeps full collections off the (never freed) modules and config as well.
+    """
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def _serve(settings: Settings) -> None:

@@ -61,15 +61,16 @@ class CohortBuffer:
     def put(self, uid: str, entry: Entry, rng: PendingRange, size: int) -> bool:
         """Add one event; True when it superseded an earlier event of the same uid."""
         entries = self.entries
-        superseded = uid in entries
-        if not superseded:
-            self.est_body_bytes += len(uid) + MEMBER_OVERHEAD
-        entries[uid] = entry
+        held = len(entries)
+        entries[uid] = entry  # one dict operation per event: the length tells if uid was new
         ranges = self.ranges
         ranges[rng] = ranges.get(rng, 0) + 1
         self.events += 1
         self.nbytes += size
-        return superseded
+        if len(entries) == held:
+            return True
+        self.est_body_bytes += len(uid) + MEMBER_OVERHEAD
+        return False
 
     def acknowledge(self) -> None:
         """Every event that went into this buffer is now safe to commit past."""

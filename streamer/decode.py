@@ -27,6 +27,7 @@ REASONS = (
 _FORBIDDEN_NAME = re.compile(r'^\.|[|*?\\:<>=$"]')
 # uid and cohort strings longer than this cannot be a sane id and would bloat requests
 MAX_ID_CHARS = 1024
+MAX_EPOCH_MS = 10**14  # year ~5138: anything larger is not epoch milliseconds
 
 
 class Change(NamedTuple):
@@ -45,6 +46,11 @@ class Rejection(NamedTuple):
     detail: str
 
 
+# tuple.__new__ straight away skips the Python-level __new__ NamedTuple generates (per event)
+_new_change = tuple.__new__
+_UNCHECKED = ""  # _name_ok.get() default for a name not seen yet (a cached verdict is str|None)
+
+
 class Decoder:
     """Decodes with one schema; caches the verdict on each cohort name (few names, many events)."""
 
@@ -54,6 +60,14 @@ class Decoder:
         self._actions = {a: True for a in schema.enter_actions}
         self._actions.update({a: False for a in schema.exit_actions})
         self._name_ok: dict[str, str | None] = {}
+        self._fields = (
+            schema.action_field,
+            schema.cohort_id_field,
+            schema.uid_field,
+            schema.cohort_name_field,
+            schema.cohort_description_field,
+            schema.ts_field,
+        )
 
     def decode(self, value: bytes | None) -> Change | Rejection:
         if not value:
@@ -68,7 +82,41 @@ class Decoder:
             return Rejection("invalid_json", f"not JSON: {exc}"[:300])
         if not isinstance(event, dict):
             return Rejection("invalid_json", f"expected a JSON object, got {type(event).__name__}")
-        return self._from_object(event)
+        return self._fast(event) or self._from_object(event)
+
+    def _fast(self, event: dict[str, Any]) -> Change | None:
+        """The well-formed common case in as few operations as possible (this runs per event).
+
+        None means "not obviously valid": the careful path decides, and names what is wrong.
+        Exact type checks are enough here because orjson only builds plain str/int/dict.
+        """
+        action_f, cohort_f, uid_f, name_f, description_f, ts_f = self._fields
+        get = event.get
+        action = get(action_f)
+        cohort_id = get(cohort_f)
+        uid = get(uid_f)
+        if type(action) is not str or type(cohort_id) is not str or type(uid) is not str:
+            return None
+        add = self._actions.get(action)
+        # isspace() is False for "" and for any id with a visible character: no copy, unlike strip()
+        if add is None or not uid or not cohort_id or uid.isspace() or cohort_id.isspace():
+            return None
+        if len(uid) > MAX_ID_CHARS or len(cohort_id) > MAX_ID_CHARS:
+            return None
+        name = get(name_f)
+        if name is None:
+            name = cohort_id
+        if type(name) is not str or self._name_ok.get(name, _UNCHECKED) is not None:
+            return None  # a name seen for the first time is checked (and cached) carefully
+        description = get(description_f)
+        if description is not None and type(description) is not str:
+            return None
+        ts = get(ts_f)
+        if ts is not None and not (type(ts) is int and 0 <= ts < MAX_EPOCH_MS):
+            ts = parse_ts(ts)
+            if type(ts) is not int:
+                return None
+        return _new_change(Change, (add, cohort_id, name, description, uid, ts))
 
     def _from_object(self, event: dict[str, Any]) -> Change | Rejection:
         s = self._s
@@ -126,10 +174,13 @@ def parse_ts(value: Any) -> int | Rejection | None:
     """The event time in epoch ms, from epoch ms (int/float) or ISO-8601; absent is fine."""
     if value is None:
         return None
+    # the common case first, by exact type: `int | float` in isinstance builds a union per call
+    if type(value) is int and 0 <= value < MAX_EPOCH_MS:
+        return value
     if isinstance(value, bool):
         return Rejection("invalid_field", "'ts' must be epoch milliseconds or ISO-8601")
-    if isinstance(value, int | float):
-        if not 0 <= value < 1e14:
+    if isinstance(value, (int, float)):  # a tuple: `int | float` would build a union per call
+        if not 0 <= value < MAX_EPOCH_MS:
             return Rejection("invalid_field", "'ts' epoch milliseconds out of range")
         return int(value)
     if isinstance(value, str):
@@ -140,7 +191,7 @@ def parse_ts(value: Any) -> int | Rejection | None:
         if parsed.tzinfo is None:
             return Rejection("invalid_field", "'ts' ISO-8601 needs a timezone (e.g. Z)")
         ms = int(parsed.timestamp() * 1000)
-        if not 0 <= ms < 1e14:  # the same range as epoch milliseconds
+        if not 0 <= ms < MAX_EPOCH_MS:  # the same range as epoch milliseconds
             return Rejection("invalid_field", "'ts' ISO-8601 time out of range")
         return ms
     return Rejection("invalid_field", "'ts' must be epoch milliseconds or ISO-8601")

@@ -59,45 +59,67 @@ class Pipeline:
     # --- ingest: the per-event path ---
 
     def ingest(self, messages: list[SourceMessage]) -> None:
-        ranges: dict[TopicPartition, PendingRange] = {}
+        """Decode a consumed batch into the cohort buffers; this loop runs once per event.
+
+        Offsets are tracked per run of consecutive messages of one partition (librdkafka hands
+        over whole fetch responses, so runs are long): per message there is no tuple, dict
+        lookup or range update, only the comparison that finds where a run ends.
+        """
         decode = self._decoder.decode
         cohorts = self.cohorts
+        full = self._full_bytes
         now = self._clock()
-        coalesced = 0
-        nbytes = 0
+        runs: list[PendingRange] = []
+        rng = _NO_RUN
+        run_topic, run_partition, in_run = "", -1, 0
+        coalesced = nbytes = 0
+        previous: SourceMessage | None = None
         for msg in messages:
-            tp = (msg.topic(), msg.partition())
-            rng = ranges.get(tp)
-            if rng is None:
-                rng = ranges[tp] = self.tracker.track(tp, msg.offset(), msg.offset(), 0)
-            rng.pending += 1
-            rng.last = msg.offset()
+            partition = msg.partition()
+            topic = msg.topic()
+            if partition != run_partition or topic != run_topic:
+                _close_run(rng, in_run, previous)
+                run_topic, run_partition, in_run = topic, partition, 0
+                rng = self.tracker.track((topic, partition), msg.offset(), msg.offset(), 0)
+                runs.append(rng)
+            in_run += 1
+            previous = msg
             value = msg.value()
-            size = len(value) if value else 0
-            nbytes += size
             change = decode(value)
             if isinstance(change, Rejection):
+                size = len(value) if value else 0
+                nbytes += size
                 self._dead_letter(msg, change, rng, size)
                 continue
-            cohort = cohorts.get(change.cohort_id)
-            if cohort is None:
-                cohort = cohorts[change.cohort_id] = Cohort(change.cohort_id)
-            buf = cohort.open
+            add, cohort_id, name, description, uid, ts_ms = change
+            size = len(value) if value else 0  # a decoded event always has a value
+            nbytes += size
+            cohort = cohorts.get(cohort_id)
+            buf = cohort.open if cohort is not None else None
             if buf is None:
-                buf = cohort.open = CohortBuffer(change.cohort_id, now)
-            buf.name = change.cohort_name
-            if change.cohort_description is not None:
-                buf.description = change.cohort_description
-            coalesced += buf.put(change.uid, (change.add, msg, change.ts_ms), rng, size)
-            if buf.est_body_bytes >= self._full_bytes:
-                self._wake.set()
-        self.tracker.consumed(ranges.values())
-        for (topic, _partition), rng in ranges.items():
+                buf = self._open_buffer(cohort_id, now)
+            buf.name = name
+            if description is not None:
+                buf.description = description
+            if buf.put(uid, (add, msg, ts_ms), rng, size):
+                coalesced += 1
+            elif buf.est_body_bytes >= full:
+                self._wake.set()  # a full buffer is due now, whatever its linger
+        _close_run(rng, in_run, previous)
+        self.tracker.consumed(runs)
+        for run in runs:
             # before any acknowledgement can run, pending still counts this batch's events
-            self._metrics.events_consumed.labels(topic).inc(rng.pending)
+            self._metrics.events_consumed.labels(run.tp[0]).inc(run.pending)
         self.buffered_events += len(messages)
         self.buffered_bytes += nbytes
         self._metrics.events_coalesced.inc(coalesced)
+
+    def _open_buffer(self, cohort_id: str, now: float) -> CohortBuffer:
+        cohort = self.cohorts.get(cohort_id)
+        if cohort is None:
+            cohort = self.cohorts[cohort_id] = Cohort(cohort_id)
+        buf = cohort.open = CohortBuffer(cohort_id, now)
+        return buf
 
     def _dead_letter(
         self, msg: SourceMessage, rejection: Rejection, rng: PendingRange, size: int
@@ -220,7 +242,9 @@ class Pipeline:
         self._metrics.rebalances.labels("revoke").inc()
         revoked = set(partitions)
         deadline = self._clock() + self.settings.deadlines.revoke_flush_seconds
-        if self.closing or not await self.drain(revoked, deadline):
+        if self.closing:  # the shutdown drain already ran (and warned if it fell short)
+            self.drop(revoked)
+        elif not await self.drain(revoked, deadline):
             log.warning("revoke deadline passed; uncommitted changes will be redelivered")
             self.drop(revoked)
         points = self.tracker.commit_points(partitions)
@@ -237,6 +261,17 @@ class Pipeline:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+# the "previous run" before a batch's first message: closing it changes nothing that is used
+_NO_RUN = PendingRange(("", -1), 0, 0, 0)
+
+
+def _close_run(rng: PendingRange, count: int, last: SourceMessage | None) -> None:
+    """A run of one partition ended at `last`: its `count` events are now pending."""
+    if last is not None:
+        rng.pending += count
+        rng.last = last.offset()
 
 
 def _show(partitions: list[TopicPartition]) -> str:

@@ -1,0 +1,412 @@
+"""The benchmark's phases; each returns a JSON-ready dict (the report reads nothing else).
+
+1 catch-up   a large backlog, API unconstrained: events/s and streamer CPU-s per million events
+2 baseline   the afternoon script on a slice of the same log, in its own process
+3 budget     a backlog under the real 300/min budget: requests against the lower bound, fill, 429s
+4 latency    live load at a light and at a budget-limited cohort count: event ts -> API applied
+Peak RSS of the streamer is sampled in 1 and 3.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.bench import rig
+from tests.bench.live import LiveLoad, latency_summary
+from tests.bench.workload import Backlog, generate_backlog, lower_bound, produce
+
+SECONDS_PER_MINUTE = 60.0
+
+
+@dataclass
+class Sizes:
+    """Every size and duration of a run; `smoke()` shrinks them to seconds."""
+
+    partitions: int = 12
+    catchup_events: int = 2_000_000
+    catchup_cohorts: int = 50
+    catchup_users: int = 500_000
+    baseline_events: int = 5_000
+    budget_events: int = 1_000_000
+    budget_cohorts: int = 50
+    budget_users: int = 500_000
+    budget_per_window: int = 300
+    budget_window_s: float = 60.0
+    latency_rate: float = 200.0
+    latency_seconds: float = 60.0
+    latency_cohorts: tuple[int, ...] = (2, 10)
+    linger_ms: int = 1000
+    timeout_s: float = 1800.0
+
+    @classmethod
+    def smoke(cls) -> Sizes:
+        return cls(
+            partitions=6,
+            catchup_events=20_000,
+            catchup_cohorts=10,
+            catchup_users=5_000,
+            baseline_events=200,
+            budget_events=20_000,
+            budget_cohorts=3,
+            budget_users=50_000,
+            budget_per_window=10,
+            budget_window_s=2.0,
+            latency_rate=100.0,
+            latency_seconds=3.0,
+            timeout_s=120.0,
+        )
+
+
+@dataclass
+class Context:
+    broker: rig.Broker
+    workdir: Path
+    sizes: Sizes
+    profile: str | None = None  # py-spy output path for the catch-up streamer
+    # streamer config applied over every phase's own, e.g. {"batching": {"linger_ms": 500}}
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _group() -> str:
+    return f"bench-{uuid.uuid4().hex[:8]}"
+
+
+def _produce_backlog(ctx: Context, name: str, backlog: Backlog) -> tuple[str, dict[str, float]]:
+    topic = ctx.broker.topic(name, ctx.sizes.partitions)
+    started = time.monotonic()
+    produce(ctx.broker.bootstrap, topic, backlog.messages())
+    seconds = time.monotonic() - started
+    return topic, {"produce_seconds": seconds, "produce_events_per_s": len(backlog) / seconds}
+
+
+def generate(events: int, cohorts: int, users: int, seed: int) -> tuple[Backlog, float]:
+    started = time.monotonic()
+    backlog = generate_backlog(events, cohorts, users, seed=seed)
+    return backlog, time.monotonic() - started
+
+
+def _wait_first_fetch(streamer: rig.Streamer, timeout: float) -> tuple[float, float]:
+    """(time, CPU) of the last look *before* the first consumed batch: conservative start."""
+    deadline = time.monotonic() + timeout
+    before = (time.monotonic(), streamer.cpu_seconds())
+    while time.monotonic() < deadline:
+        try:
+            if streamer.consumed() > 0:
+                return before
+        except OSError:
+            pass  # /metrics not up yet
+        before = (time.monotonic(), streamer.cpu_seconds())
+        time.sleep(0.05)
+    raise TimeoutError(f"the streamer consumed nothing in {timeout:.0f}s:\n{streamer.log_tail()}")
+
+
+def _drain(
+    streamer: rig.Streamer, probe: rig.CommitProbe, total: int, timeout: float
+) -> tuple[float, float, list[tuple[float, float]]]:
+    """Poll until the group committed `total`; (end time, end CPU, consumed-over-time)."""
+    deadline = time.monotonic() + timeout
+    consumed: list[tuple[float, float]] = []
+    next_scrape = 0.0
+    while probe.committed() < total:
+        now = time.monotonic()
+        if now > deadline:
+            raise TimeoutError(f"not caught up after {timeout:.0f}s:\n{streamer.log_tail()}")
+        if now >= next_scrape:  # 1/s: /metrics costs the streamer CPU too
+            consumed.append((now, streamer.consumed()))
+            next_scrape = now + 1.0
+        time.sleep(0.1)
+    return time.monotonic(), streamer.cpu_seconds(), consumed
+
+
+def _start_streamer(
+    ctx: Context, name: str, topic: str, emulator: rig.Emulator, group: str, **sections: Any
+) -> rig.Streamer:
+    dlq = ctx.broker.topic(f"{name}-dlq", 1)
+    settings = rig.streamer_settings(
+        ctx.broker.bootstrap, topic, dlq, group, emulator.url, **sections
+    )
+    for section, values in ctx.overrides.items():
+        settings.setdefault(section, {}).update(values)
+    profile = ctx.profile if name == "catchup" else None
+    return rig.Streamer(ctx.workdir, name, settings, profile)
+
+
+def catchup(ctx: Context) -> tuple[dict[str, Any], Backlog]:
+    s = ctx.sizes
+    backlog, gen_s = generate(s.catchup_events, s.catchup_cohorts, s.catchup_users, seed=7)
+    topic, produced = _produce_backlog(ctx, "catchup", backlog)
+    emulator = rig.Emulator(ctx.workdir / "emulator-catchup.log", rig.UNLIMITED_PER_MINUTE)
+    group = _group()
+    streamer: rig.Streamer | None = None
+    try:
+        moengage = {"rate_limit_per_minute": rig.UNLIMITED_PER_MINUTE}
+        streamer = _start_streamer(ctx, "catchup", topic, emulator, group, moengage=moengage)
+        probe = rig.CommitProbe(ctx.broker.bootstrap, group, topic)
+        observer = rig.Observer(streamer, probe).start()
+        load_before = rig.load_average()
+        t0, cpu0 = _wait_first_fetch(streamer, 120)
+        threads0 = streamer.cpu_by_thread()
+        t1, cpu1, consumed = _drain(streamer, probe, len(backlog), s.timeout_s)
+        threads1 = streamer.cpu_by_thread()
+        observer.stop()
+        load_after = rig.load_average()
+        mismatches = emulator.mismatches(backlog.expected)
+        stats = emulator.stats()
+        exit_code = streamer.terminate()
+        probe.close()
+    finally:
+        if streamer is not None:
+            streamer.close()
+        emulator.stop()
+    seconds, cpu = t1 - t0, cpu1 - cpu0
+    return {
+        "events": len(backlog),
+        "cohorts": s.catchup_cohorts,
+        "users": s.catchup_users,
+        "partitions": s.partitions,
+        "generate_seconds": gen_s,
+        **produced,
+        "seconds": seconds,
+        "events_per_s": len(backlog) / seconds,
+        "cpu_seconds": cpu,
+        "cpu_s_per_million": cpu / len(backlog) * 1e6,
+        "cpu_seconds_by_thread": {
+            name: round(cpu - threads0.get(name, 0.0), 2) for name, cpu in threads1.items()
+        },
+        "peak_rss_mb": observer.peak_rss_mb,
+        "requests": stats["requests_total"],
+        "by_status": stats["by_status"],
+        "max_body_bytes": stats["max_body_bytes"],
+        "final_state_ok": not mismatches,
+        "mismatched_cohorts": mismatches,
+        "exit_code": exit_code,
+        "load_average": {"before": load_before, "after": load_after},
+        "series": _series(observer, t0, consumed),
+    }, backlog
+
+
+def _series(
+    observer: rig.Observer, t0: float, consumed: list[tuple[float, float]]
+) -> dict[str, list[float]]:
+    return {
+        "t": [round(x.t - t0, 2) for x in observer.samples],
+        "committed": [x.committed for x in observer.samples],
+        "rss_mb": [round(x.rss_mb, 1) for x in observer.samples],
+        "cpu_s": [round(x.cpu_s, 2) for x in observer.samples],
+        "consumed_t": [round(t - t0, 2) for t, _ in consumed],
+        "consumed": [c for _, c in consumed],
+    }
+
+
+def baseline(ctx: Context, backlog: Backlog) -> dict[str, Any]:
+    """The afternoon script on the first events of the catch-up log, scaled per event."""
+    n = min(ctx.sizes.baseline_events, len(backlog))
+    topic = ctx.broker.topic("baseline", ctx.sizes.partitions)
+    produce(ctx.broker.bootstrap, topic, backlog.messages(0, n))
+    emulator = rig.Emulator(ctx.workdir / "emulator-baseline.log", rig.UNLIMITED_PER_MINUTE)
+    try:
+        cmd = [
+            sys.executable, "-m", "tests.bench.baseline", "--bootstrap", ctx.broker.bootstrap,
+            "--topic", topic, "--group", _group(), "--url", emulator.url,
+            "--workspace-id", rig.WORKSPACE_ID, "--api-key", rig.API_KEY, "--events", str(n),
+        ]  # fmt: skip
+        load_before = rig.load_average()
+        done = subprocess.run(
+            cmd, cwd=rig.REPO, capture_output=True, text=True, timeout=ctx.sizes.timeout_s
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"baseline failed: {done.stderr[-2000:]}")
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        stats = emulator.stats()
+    finally:
+        emulator.stop()
+    result.update(
+        events_per_s=result["events"] / result["seconds"],
+        cpu_s_per_million=result["cpu_seconds"] / result["events"] * 1e6,
+        accepted=stats["by_status"].get("200", 0),
+        load_average=load_before,
+    )
+    return result
+
+
+def budget(ctx: Context) -> dict[str, Any]:
+    """A backlog drained under the real budget: every request must count."""
+    s = ctx.sizes
+    backlog, _ = generate(s.budget_events, s.budget_cohorts, s.budget_users, seed=23)
+    bound = lower_bound(backlog, rig.PARTNER)
+    topic, _ = _produce_backlog(ctx, "budget", backlog)
+    per_minute = round(s.budget_per_window * SECONDS_PER_MINUTE / s.budget_window_s)
+    emulator = rig.Emulator(
+        ctx.workdir / "emulator-budget.log", s.budget_per_window, s.budget_window_s
+    )
+    group = _group()
+    streamer: rig.Streamer | None = None
+    try:
+        moengage = {
+            "rate_limit_per_minute": s.budget_per_window,
+            "rate_window_seconds": s.budget_window_s,
+        }
+        streamer = _start_streamer(ctx, "budget", topic, emulator, group, moengage=moengage)
+        probe = rig.CommitProbe(ctx.broker.bootstrap, group, topic)
+        observer = rig.Observer(streamer, probe, interval=0.2).start()
+        t0, cpu0 = _wait_first_fetch(streamer, 120)
+        t1, cpu1, _ = _drain(streamer, probe, len(backlog), s.timeout_s)
+        observer.stop()
+        mismatches = emulator.mismatches(backlog.expected)
+        stats = emulator.stats()
+        accepted = emulator.requests()
+        exit_code = streamer.terminate()
+        probe.close()
+    finally:
+        if streamer is not None:
+            streamer.close()
+        emulator.stop()
+    sent = stats["requests_total"]
+    t_first = accepted[0]["t"] if accepted else 0.0
+    return {
+        "events": len(backlog),
+        "cohorts": s.budget_cohorts,
+        "budget": {
+            "requests": s.budget_per_window,
+            "window_s": s.budget_window_s,
+            "per_minute": per_minute,
+        },
+        "lower_bound": bound,
+        "requests": sent,
+        "requests_vs_lower_bound": sent / bound["requests"],
+        "by_status": stats["by_status"],
+        "status_429": stats["by_status"].get("429", 0),
+        "max_arrivals_in_window": stats["max_arrivals_in_window"],
+        "max_body_bytes": stats["max_body_bytes"],
+        **_fill(accepted),
+        "seconds_to_drain": t1 - t0,
+        "cpu_seconds": cpu1 - cpu0,
+        "peak_rss_mb": observer.peak_rss_mb,
+        "final_state_ok": not mismatches,
+        "mismatched_cohorts": mismatches,
+        "exit_code": exit_code,
+        "series": {
+            "t": [round(x.t - t0, 2) for x in observer.samples],
+            "committed": [x.committed for x in observer.samples],
+            "rss_mb": [round(x.rss_mb, 1) for x in observer.samples],
+            "request_t": [round(r["t"] - t_first, 2) for r in accepted],
+        },
+    }
+
+
+def _fill(accepted: list[dict[str, Any]]) -> dict[str, Any]:
+    """Body fill: over all accepted requests, and over all but each stream's final request.
+
+    A (cohort, action) stream's last request carries whatever is left over; the lower bound
+    pays for that remainder too (its ceil), so the fill of the others is the packing quality.
+    """
+    limit = 128_000
+    if not accepted:
+        return {"mean_fill": None, "mean_fill_full_flushes": None, "full_flush_requests": 0}
+    last: dict[tuple[str, str], int] = {}
+    for i, r in enumerate(accepted):
+        last[(r["cohort"], r["action"])] = i
+    finals = set(last.values())
+    full = [r["bytes"] for i, r in enumerate(accepted) if i not in finals]
+    return {
+        "mean_fill": sum(r["bytes"] for r in accepted) / len(accepted) / limit,
+        "mean_fill_full_flushes": sum(full) / len(full) / limit if full else None,
+        "full_flush_requests": len(full),
+        "requests_at_least_95pct": sum(1 for r in accepted if r["bytes"] >= 0.95 * limit),
+        # requests per tenth of the limit: [0-10%), [10-20%), ... [90-100%]
+        "fill_histogram": _tenths(accepted, limit),
+        "fill_histogram_by_action": {
+            action: _tenths([r for r in accepted if r["action"] == action], limit)
+            for action in ("add_members", "remove_members")
+        },
+    }
+
+
+def _tenths(accepted: list[dict[str, Any]], limit: int) -> list[int]:
+    tenths = [0] * 10
+    for r in accepted:
+        tenths[min(9, int(10 * r["bytes"] / limit))] += 1
+    return tenths
+
+
+def latency(ctx: Context, cohorts: int) -> dict[str, Any]:
+    """Live events at `latency_rate`/s over `cohorts` cohorts; event ts -> applied by the API."""
+    s = ctx.sizes
+    topic = ctx.broker.topic(f"latency{cohorts}", s.partitions)
+    emulator = rig.Emulator(
+        ctx.workdir / f"emulator-latency{cohorts}.log",
+        s.budget_per_window, s.budget_window_s, record_uids=True,
+    )  # fmt: skip
+    group = _group()
+    streamer: rig.Streamer | None = None
+    try:
+        streamer = _start_streamer(
+            ctx, f"latency{cohorts}", topic, emulator, group,
+            moengage={"rate_limit_per_minute": s.budget_per_window,
+                      "rate_window_seconds": s.budget_window_s},
+            batching={"linger_ms": s.linger_ms},
+        )  # fmt: skip
+        probe = rig.CommitProbe(ctx.broker.bootstrap, group, topic)
+        rig.wait_until(lambda: _ready(streamer), 60, "streamer readiness", 0.1)
+        load = LiveLoad(ctx.broker.bootstrap, topic, cohorts, s.latency_rate)
+        load.run(s.latency_seconds)
+        started = time.monotonic()
+        rig.wait_until(lambda: probe.committed() >= load.produced, s.timeout_s, "drain", 0.2)
+        drain_s = time.monotonic() - started
+        acks = emulator.acks()
+        stats = emulator.stats()
+        hist_p99 = _histogram_quantile(streamer, 0.99)
+        exit_code = streamer.terminate()
+        probe.close()
+    finally:
+        if streamer is not None:
+            streamer.close()
+        emulator.stop()
+    summary = latency_summary(load.events, acks)
+    return {
+        "cohorts": cohorts,
+        "rate": s.latency_rate,
+        "seconds": s.latency_seconds,
+        "linger_ms": s.linger_ms,
+        "events": len(load.events),
+        "requests": stats["requests_total"],
+        "requests_per_s": stats["requests_total"] / (s.latency_seconds + drain_s),
+        "by_status": stats["by_status"],
+        "drain_after_load_s": drain_s,
+        "streamer_histogram_p99_bucket_s": hist_p99,
+        "exit_code": exit_code,
+        **summary,
+    }
+
+
+def _ready(streamer: rig.Streamer) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{streamer.port}/readyz", timeout=2) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def _histogram_quantile(streamer: rig.Streamer, q: float) -> float | None:
+    """The upper bound of the ack-latency histogram bucket holding quantile q (a cross-check)."""
+    url = f"http://127.0.0.1:{streamer.port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        lines = resp.read().decode().splitlines()
+    name = "cohort_streamer_event_ack_latency_seconds_bucket"
+    buckets = []
+    for line in lines:
+        if line.startswith(name + "{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    return next(le for le, count in buckets if count >= q * total)

@@ -1,0 +1,55 @@
+"""The benchmark's own code on tiny sizes (seconds), so `make bench` cannot rot unnoticed.
+
+Not a performance test: it asserts the result structure and the correctness side of every
+phase (final state, no 429, nothing lost, clean exits), never a speed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.bench import run
+
+
+def test_bench_smoke_run_produces_a_sane_report(kafka_bootstrap: str, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    argv = ["--smoke", "--bootstrap", kafka_bootstrap, "--out", str(out),
+            "--workdir", str(tmp_path / "work")]  # fmt: skip
+    results = run.main(argv)
+
+    assert json.loads((out / "latest.json").read_text())["checks"] == results["checks"]
+    assert "| measure | target | measured | met |" in (out / "latest.md").read_text()
+    assert (out / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    catchup = results["catchup"]
+    assert catchup["final_state_ok"], catchup["mismatched_cohorts"]
+    assert catchup["exit_code"] == 0
+    assert set(catchup["by_status"]) == {"200"}
+    assert catchup["events_per_s"] > 0 and catchup["cpu_s_per_million"] > 0
+    assert 0 < catchup["peak_rss_mb"] < 2000
+    assert len(catchup["series"]["t"]) == len(catchup["series"]["committed"]) > 0
+
+    baseline = results["baseline"]
+    assert baseline["accepted"] == baseline["events"] == 200
+    assert results["ratios"]["throughput"] > 1
+
+    budget = results["budget"]
+    assert budget["final_state_ok"], budget["mismatched_cohorts"]
+    assert budget["status_429"] == 0
+    assert budget["max_arrivals_in_window"] <= budget["budget"]["requests"]
+    assert budget["requests"] >= budget["lower_bound"]["requests"] > 0
+    assert budget["full_flush_requests"] > 0 and 0 < budget["mean_fill_full_flushes"] <= 1
+    assert budget["exit_code"] == 0
+
+    assert [lat["cohorts"] for lat in results["latency"]] == [2, 10]
+    for lat in results["latency"]:
+        assert lat["lost"] == 0 and lat["acknowledged"] == lat["events"] > 0
+        assert 0 < lat["p50_s"] <= lat["p99_s"] <= lat["max_s"]
+        assert "429" not in lat["by_status"]
+        assert lat["exit_code"] == 0
+
+    assert {row["what"] for row in results["checks"]} >= {
+        "catch-up CPU, streamer process",
+        "requests vs lower bound (budget)",
+    }

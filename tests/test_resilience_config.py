@@ -1,0 +1,176 @@
+"""Config mistakes (issue 5, item 8): one clear line naming the problem, a non-zero exit.
+
+Each case runs the real `cohort-streamer run` and checks the whole of its output: stderr is
+exactly one line, starting `cohort-streamer:` and naming the key or variable at fault, the
+exit code is 2 for a configuration error and 3 for a start-up (broker) problem, there is no
+traceback, and the API key's value appears nowhere (not even when it is the wrong value).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fixtures.streamer import free_port
+
+API_KEY = "sk-live-4f9d2c1e-DO-NOT-PRINT"
+WORKSPACE = "ws-config-test"
+
+
+def _run(
+    tmp_path: Path,
+    config: dict[str, object],
+    env: dict[str, str],
+    timeout: float = 30,
+) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "streamer.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    # a clean environment: nothing from the developer's shell may leak into the case
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMER__", "MOENGAGE_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "streamer.cli", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        timeout=timeout,
+    )
+
+
+def _config(bootstrap: str, **sections: dict[str, object]) -> dict[str, object]:
+    config: dict[str, object] = {
+        "kafka": {"bootstrap_servers": bootstrap, "dlq_topic": "dlq", "topics": ["events"]},
+        "server": {"host": "127.0.0.1", "port": free_port()},
+    }
+    for name, values in sections.items():
+        existing = config.get(name)
+        config[name] = {**existing, **values} if isinstance(existing, dict) else values
+    return config
+
+
+CREDENTIALS = {"MOENGAGE_WORKSPACE_ID": WORKSPACE, "MOENGAGE_API_KEY": API_KEY}
+
+
+def _closed_port() -> int:
+    return free_port()  # bound and released at once: nothing listens there
+
+
+CASES: list[tuple[str, dict[str, dict[str, object]], dict[str, str], int, tuple[str, ...]]] = [
+    # (id, config sections, env, exit code, words the single stderr line must contain)
+    (
+        "unknown-key",
+        {"moengage": {"timeout_secs": 5}},
+        CREDENTIALS,
+        2,
+        ("moengage.timeout_secs", "unknown key"),
+    ),
+    (
+        "unknown-section",
+        {"batchng": {"linger_ms": 5}},
+        CREDENTIALS,
+        2,
+        ("batchng", "unknown key"),
+    ),
+    (
+        "wrong-type",
+        {"moengage": {"rate_limit_per_minute": "lots"}},
+        CREDENTIALS,
+        2,
+        ("moengage.rate_limit_per_minute", "integer"),
+    ),
+    (
+        "wrong-type-from-env",
+        {},
+        {**CREDENTIALS, "STREAMER__BATCHING__LINGER_MS": "soon"},
+        2,
+        ("batching.linger_ms",),
+    ),
+    (
+        "reserved-consumer-key",
+        {"kafka": {"consumer": {"enable.auto.commit": True}}},
+        CREDENTIALS,
+        2,
+        ("kafka.consumer", "enable.auto.commit"),
+    ),
+    (
+        "missing-api-key",
+        {},
+        {"MOENGAGE_WORKSPACE_ID": WORKSPACE},
+        2,
+        ("MOENGAGE_API_KEY",),
+    ),
+    (
+        "missing-workspace",
+        {},
+        {"MOENGAGE_API_KEY": API_KEY},
+        2,
+        ("MOENGAGE_WORKSPACE_ID",),
+    ),
+    (
+        "unreadable-key-file",
+        {},
+        {"MOENGAGE_WORKSPACE_ID": WORKSPACE, "MOENGAGE_API_KEY_FILE": "/nonexistent/api-key"},
+        2,
+        ("MOENGAGE_API_KEY_FILE", "cannot read"),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("sections", "env", "code", "words"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_config_mistake_gives_one_line_and_exit_2(
+    tmp_path: Path,
+    sections: dict[str, dict[str, object]],
+    env: dict[str, str],
+    code: int,
+    words: tuple[str, ...],
+) -> None:
+    result = _run(tmp_path, _config(f"127.0.0.1:{_closed_port()}", **sections), env)
+    _assert_one_clear_line(result, code, words)
+
+
+def test_unreachable_broker_at_start_gives_one_line_and_exit_3(tmp_path: Path) -> None:
+    """A closed port and `kafka.startup_timeout_seconds: 3`: exit 3 after ~3 s, one line.
+
+    librdkafka would retry forever and print its own connection errors; the streamer must
+    give up after the timeout and say which setting points at nothing.
+    """
+    bootstrap = f"127.0.0.1:{_closed_port()}"
+    config = _config(bootstrap, kafka={"startup_timeout_seconds": 3})
+    result = _run(tmp_path, config, CREDENTIALS)
+    _assert_one_clear_line(result, 3, ("kafka.bootstrap_servers", bootstrap, "3s"))
+
+
+def test_missing_topic_at_start_gives_one_line_and_exit_3(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    config = _config(
+        kafka_bootstrap,
+        kafka={"topics": ["no-such-topic-r5"], "startup_timeout_seconds": 10},
+    )
+    result = _run(tmp_path, config, CREDENTIALS)
+    _assert_one_clear_line(result, 3, ("kafka.topics", "no-such-topic-r5", "does not exist"))
+
+
+def _assert_one_clear_line(
+    result: subprocess.CompletedProcess[str], code: int, words: tuple[str, ...]
+) -> None:
+    shown = (
+        f"exit {result.returncode}\n--- stderr ---\n{result.stderr}--- stdout ---\n{result.stdout}"
+    )
+    assert result.returncode == code, shown
+    assert "Traceback" not in result.stderr + result.stdout, shown
+    assert API_KEY not in result.stderr + result.stdout, shown
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, shown
+    line = lines[0]
+    assert line.startswith("cohort-streamer: "), shown
+    for word in words:
+        assert word in line, f"{word!r} missing from the error line: {line}"
