@@ -144,6 +144,14 @@ class EventsConfig(_Section):
             raise ValueError(f"events: {sorted(both)} is both an enter and an exit action")
         return self
 
+    @model_validator(mode="after")
+    def _fields_distinct(self) -> EventsConfig:
+        names = [v for k, v in self.model_dump().items() if k.endswith("_field")]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"events: field name(s) {repeated} used for more than one *_field")
+        return self
+
 
 class ServerConfig(_Section):
     host: str = "0.0.0.0"

@@ -2,14 +2,20 @@
 
 Pure and total: any bytes in, a Change or a Rejection out; nothing raises. A Rejection's reason
 is one of REASONS, which are also the DLQ `reason` header and the metric label values.
+
+Two paths: msgspec decodes a well-formed event straight into a typed struct (no dict, no
+per-field type checks in Python: about a third of the CPU of orjson plus checks, and this runs
+once per event); anything it refuses is parsed again by orjson on the careful path, which names
+exactly what is wrong.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol, cast
 
+import msgspec
 import orjson
 
 from streamer.config import EventsConfig
@@ -49,6 +55,43 @@ class Rejection(NamedTuple):
 # tuple.__new__ straight away skips the Python-level __new__ NamedTuple generates (per event)
 _new_change = tuple.__new__
 _UNCHECKED = ""  # _name_ok.get() default for a name not seen yet (a cached verdict is str|None)
+# what msgspec raises for anything but a well-typed event (ValidationError is a DecodeError;
+# bad UTF-8 in a string is a ValueError; deep nesting in an ignored field is a RecursionError)
+_NOT_TYPED = (msgspec.DecodeError, ValueError, RecursionError)
+
+
+class _Event(Protocol):
+    """A well-typed event, as the msgspec struct of _event_type() holds it."""
+
+    action: str
+    cohort_id: str
+    uid: str
+    name: str | None
+    description: str | None
+    ts: int | float | str | None
+
+
+def _event_type(schema: EventsConfig) -> type[_Event]:
+    """A struct reading this schema's field names; every other key of an event is ignored."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
+        ("action", str),
+        ("cohort_id", str),
+        ("uid", str),
+        ("name", str | None, None),
+        ("description", str | None, None),
+        ("ts", int | float | str | None, None),
+    ]
+    renamed = {
+        "action": schema.action_field,
+        "cohort_id": schema.cohort_id_field,
+        "uid": schema.uid_field,
+        "name": schema.cohort_name_field,
+        "description": schema.cohort_description_field,
+        "ts": schema.ts_field,
+    }
+    # gc=False: the struct holds only strings and numbers, so it can never be part of a cycle
+    struct = msgspec.defstruct("Event", fields, rename=renamed, gc=False)
+    return cast(type[_Event], struct)
 
 
 class Decoder:
@@ -60,14 +103,7 @@ class Decoder:
         self._actions = {a: True for a in schema.enter_actions}
         self._actions.update({a: False for a in schema.exit_actions})
         self._name_ok: dict[str, str | None] = {}
-        self._fields = (
-            schema.action_field,
-            schema.cohort_id_field,
-            schema.uid_field,
-            schema.cohort_name_field,
-            schema.cohort_description_field,
-            schema.ts_field,
-        )
+        self._typed = msgspec.json.Decoder(_event_type(schema)).decode
 
     def decode(self, value: bytes | None) -> Change | Rejection:
         if not value:
@@ -77,46 +113,45 @@ class Decoder:
                 "event_too_large", f"{len(value)} bytes > max_event_bytes {self._max_bytes}"
             )
         try:
-            event = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            return Rejection("invalid_json", f"not JSON: {exc}"[:300])
-        if not isinstance(event, dict):
-            return Rejection("invalid_json", f"expected a JSON object, got {type(event).__name__}")
-        return self._fast(event) or self._from_object(event)
+            event = self._typed(value)
+        except _NOT_TYPED:
+            return self._careful(value)
+        return self._fast(event) or self._careful(value)
 
-    def _fast(self, event: dict[str, Any]) -> Change | None:
-        """The well-formed common case in as few operations as possible (this runs per event).
+    def _fast(self, event: _Event) -> Change | None:
+        """The checks msgspec's types cannot express, in as few operations as possible.
 
         None means "not obviously valid": the careful path decides, and names what is wrong.
-        Exact type checks are enough here because orjson only builds plain str/int/dict.
         """
-        action_f, cohort_f, uid_f, name_f, description_f, ts_f = self._fields
-        get = event.get
-        action = get(action_f)
-        cohort_id = get(cohort_f)
-        uid = get(uid_f)
-        if type(action) is not str or type(cohort_id) is not str or type(uid) is not str:
-            return None
-        add = self._actions.get(action)
+        add = self._actions.get(event.action)
+        uid = event.uid
+        cohort_id = event.cohort_id
         # isspace() is False for "" and for any id with a visible character: no copy, unlike strip()
         if add is None or not uid or not cohort_id or uid.isspace() or cohort_id.isspace():
             return None
         if len(uid) > MAX_ID_CHARS or len(cohort_id) > MAX_ID_CHARS:
             return None
-        name = get(name_f)
+        name = event.name
         if name is None:
             name = cohort_id
-        if type(name) is not str or self._name_ok.get(name, _UNCHECKED) is not None:
+        if self._name_ok.get(name, _UNCHECKED) is not None:
             return None  # a name seen for the first time is checked (and cached) carefully
-        description = get(description_f)
-        if description is not None and type(description) is not str:
-            return None
-        ts = get(ts_f)
+        ts = event.ts
         if ts is not None and not (type(ts) is int and 0 <= ts < MAX_EPOCH_MS):
-            ts = parse_ts(ts)
-            if type(ts) is not int:
+            parsed = parse_ts(ts)
+            if type(parsed) is not int:
                 return None
-        return _new_change(Change, (add, cohort_id, name, description, uid, ts))
+            ts = parsed
+        return _new_change(Change, (add, cohort_id, name, event.description, uid, ts))
+
+    def _careful(self, value: bytes) -> Change | Rejection:
+        try:
+            event = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            return Rejection("invalid_json", f"not JSON: {exc}"[:300])
+        if not isinstance(event, dict):
+            return Rejection("invalid_json", f"expected a JSON object, got {type(event).__name__}")
+        return self._from_object(event)
 
     def _from_object(self, event: dict[str, Any]) -> Change | Rejection:
         s = self._s

@@ -311,6 +311,12 @@ def test_event_aliases_must_be_disjoint(tmp_path: Path) -> None:
     assert "'x'" in message
 
 
+def test_event_field_names_must_be_distinct(tmp_path: Path) -> None:
+    message = config_error(tmp_path, merged(events={"uid_field": "id", "cohort_id_field": "id"}))
+    assert message.startswith("events")
+    assert "'id'" in message
+
+
 # --- MoEngage URL ---
 
 

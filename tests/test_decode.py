@@ -429,6 +429,15 @@ def test_events_with_wrong_types_in_every_field_never_raise(obj: dict[str, Any])
         assert result.cohort_id == obj["cohort_id"]
 
 
+@given(st.one_of(events, json_values))
+@settings(max_examples=300, deadline=None)
+def test_typed_fast_path_and_careful_path_agree(obj: Any) -> None:
+    """msgspec decides the common case; orjson's careful path must reach the same verdict."""
+    value = orjson.dumps(obj)
+    d = decoder()
+    assert d.decode(value) == d._careful(value)
+
+
 @given(
     st.fixed_dictionaries(
         {
