@@ -110,6 +110,18 @@ class Streamer:
                 self.pipeline.ingest(cast(list[SourceMessage], good))
                 self.dlq.poll()
             await self._apply_backpressure()
+            self.pipeline.pressured = bool(self._paused) and not self.auth.blocked
+            self.pipeline.backlogged = bool(self._paused) or await self._behind(len(messages))
+
+    async def _behind(self, consumed: int) -> bool:
+        """More than one consume batch waits in Kafka: the API budget, not the input, limits."""
+        batch = self.settings.kafka.consume_batch_size
+        if consumed >= batch:
+            return True
+        positions = self.pipeline.tracker.positions()
+        marks = await self.source.high_watermarks(list(positions))  # cached: no round trip
+        waiting = sum(max(0, high - positions[tp]) for tp, high in marks.items())
+        return waiting >= batch
 
     async def _apply_backpressure(self) -> None:
         """Pause every assigned partition above a high-water mark; resume below the low one."""
@@ -262,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 # Young-generation threshold of the cyclic GC (CPython's default is 700 allocations).
-GC_YOUNG_THRESHOLD = 50_000
+GC_YOUNG_THRESHOLD = 1_000_000
 
 
 def tune_gc() -> None:

@@ -1,15 +1,19 @@
-"""Per-cohort coalescing buffers: the latest action per uid wins, in partition order.
+"""Per-cohort coalescing buffers and the policy that decides which cohort is sent next.
 
-A cohort has one open buffer that takes events, and at most one sealed buffer being sent.
-Sealing hands the whole open buffer to the sender and starts a fresh one, so an event that
-arrives while a request is in flight never changes a request already built. Every event put
-into a buffer (superseded or not) is acknowledged when the sealed buffer is acknowledged.
+A cohort has one open buffer: the latest action per uid wins. A superseded event is settled at
+once (its offset may be committed): its winner is still held, so a crash redelivers the winner,
+and the state it leaves is the state the superseded event would have been overwritten to.
+
+While the API budget is the limit (a backlog waits in Kafka), a cohort sends only full bodies
+and keeps its remainder to fill later; once caught up, a cohort whose oldest event has lingered
+sends everything. Due cohorts are served oldest-first, so none starves.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from streamer.offsets import PendingRange, TopicPartition
 
@@ -28,116 +32,161 @@ class SourceMessage(Protocol):
     def timestamp(self) -> tuple[int, int]: ...
 
 
-# uid -> (add, message that won, event ts in epoch ms or None)
-Entry = tuple[bool, SourceMessage, int | None]
+# The winning event of one uid, a plain tuple (built once per event, the cheapest object):
+# (add, message value, event time in epoch ms, its PendingRange, message key, offset).
+# The range is settled on the API's answer or the DLQ's confirmation. The Message object itself
+# is not kept: it is ~275 bytes per buffered event more, and the DLQ needs only these fields.
+Entry = tuple[bool, bytes, int, PendingRange, bytes | None, int]
 
 
 class CohortBuffer:
-    """The coalesced changes of one cohort since its last seal."""
+    """The coalesced changes of one cohort that are not being sent yet."""
 
-    __slots__ = (
-        "cohort_id",
-        "description",
-        "entries",
-        "est_body_bytes",
-        "events",
-        "name",
-        "nbytes",
-        "opened_at",
-        "ranges",
-    )
+    __slots__ = ("add_bytes", "cohort_id", "description", "entries", "name", "opened_at",
+                 "remove_bytes")  # fmt: skip
 
     def __init__(self, cohort_id: str, opened_at: float) -> None:
         self.cohort_id = cohort_id
         self.name = cohort_id
         self.description: str | None = None
         self.entries: dict[str, Entry] = {}
-        self.ranges: dict[PendingRange, int] = {}
-        self.events = 0
-        self.nbytes = 0
-        self.est_body_bytes = 0
-        self.opened_at = opened_at  # monotonic time of the first event: linger counts from it
+        # per action, a lower bound of its members' bytes in a body (len(uid) never exceeds the
+        # escaped UTF-8): above max_payload_bytes the action surely fills one body
+        self.add_bytes = 0
+        self.remove_bytes = 0
+        self.opened_at = opened_at  # monotonic time of the oldest event held: linger counts from it
 
-    def put(self, uid: str, entry: Entry, rng: PendingRange, size: int) -> bool:
-        """Add one event; True when it superseded an earlier event of the same uid."""
+    def put(self, uid: str, entry: Entry) -> Entry | None:
+        """Hold one event; returns the entry it superseded, which is settled now."""
         entries = self.entries
-        held = len(entries)
-        entries[uid] = entry  # one dict operation per event: the length tells if uid was new
-        ranges = self.ranges
-        ranges[rng] = ranges.get(rng, 0) + 1
-        self.events += 1
-        self.nbytes += size
-        if len(entries) == held:
-            return True
-        self.est_body_bytes += len(uid) + MEMBER_OVERHEAD
-        return False
+        old = entries.setdefault(uid, entry)  # one dict operation for a uid not held yet
+        if old is entry:
+            if entry[0]:
+                self.add_bytes += len(uid) + MEMBER_OVERHEAD
+            else:
+                self.remove_bytes += len(uid) + MEMBER_OVERHEAD
+            return None
+        entries[uid] = entry
+        old[3].pending -= 1
+        if old[0] is not entry[0]:  # the uid moved to the other action's body
+            size = len(uid) + MEMBER_OVERHEAD
+            if entry[0]:
+                self.add_bytes += size
+                self.remove_bytes -= size
+            else:
+                self.add_bytes -= size
+                self.remove_bytes += size
+        return old
 
-    def acknowledge(self) -> None:
-        """Every event that went into this buffer is now safe to commit past."""
-        for rng, count in self.ranges.items():
-            rng.ack(count)
+    def has_full_body(self, max_bytes: int) -> bool:
+        return self.add_bytes >= max_bytes or self.remove_bytes >= max_bytes
 
-    def partitions(self) -> set[TopicPartition]:
-        return {rng.tp for rng in self.ranges}
+    @property
+    def est_bytes(self) -> int:
+        return self.add_bytes + self.remove_bytes
 
-    def drop_partitions(self, lost: set[TopicPartition]) -> int:
-        """Forget events of lost partitions (they are redelivered to the new owner)."""
-        kept = {
-            uid: entry
-            for uid, entry in self.entries.items()
-            if (entry[1].topic(), entry[1].partition()) not in lost
-        }
-        dropped = len(self.entries) - len(kept)
+    def replace(self, kept: dict[str, Entry]) -> None:
+        """Hold only `kept` (what a partial seal left), with the byte estimates to match."""
         self.entries = kept
-        lost_events = sum(c for r, c in self.ranges.items() if r.tp in lost)
-        self.ranges = {r: c for r, c in self.ranges.items() if r.tp not in lost}
-        self.events -= lost_events
-        # superseded events leave no trace of their size; count what is still held
-        self.nbytes = sum(len(entry[1].value() or b"") for entry in kept.values())
+        self.add_bytes = self.remove_bytes = 0
+        for uid, entry in kept.items():
+            if entry[0]:
+                self.add_bytes += len(uid) + MEMBER_OVERHEAD
+            else:
+                self.remove_bytes += len(uid) + MEMBER_OVERHEAD
+
+    def drop_partitions(self, lost: set[TopicPartition]) -> list[Entry]:
+        """Forget events of lost partitions (redelivered to the new owner); returns them."""
+        kept: dict[str, Entry] = {}
+        dropped: list[Entry] = []
+        for uid, entry in self.entries.items():
+            if entry[3].tp in lost:
+                dropped.append(entry)
+            else:
+                kept[uid] = entry
+        if dropped:
+            self.replace(kept)
         return dropped
 
-    def split_actions(self) -> tuple[list[str], list[str]]:
-        adds: list[str] = []
-        removes: list[str] = []
-        for uid, (add, _msg, _ts) in self.entries.items():
-            (adds if add else removes).append(uid)
-        return adds, removes
+    def holds_any(self, partitions: set[TopicPartition]) -> bool:
+        return any(entry[3].tp in partitions for entry in self.entries.values())
 
 
 class Cohort:
-    """A cohort's open buffer and whether a sealed buffer of it is being sent."""
+    """A cohort's open buffer, whether a delivery of it is in flight, and if it must flush."""
 
-    __slots__ = ("busy", "cohort_id", "open")
+    __slots__ = ("busy", "cohort_id", "forced", "open")
 
     def __init__(self, cohort_id: str) -> None:
         self.cohort_id = cohort_id
         self.open: CohortBuffer | None = None
-        self.busy = False  # a sealed buffer is in flight: never two requests for one cohort
+        self.busy = False  # a delivery is in flight: never two requests for one cohort at once
+        self.forced = False  # a revoke or shutdown: send everything now, whatever the linger
 
 
-def is_due(cohort: Cohort, now: float, linger_s: float, full_bytes: int) -> bool:
-    """Due when its oldest event has lingered long enough or it can already fill a request."""
+class Take(enum.Enum):
+    """How much of a cohort's buffer one delivery takes."""
+
+    EVERYTHING = "everything"
+    FULL_BODIES = "full bodies"  # the remainder of each action stays, to be filled
+    LARGER_ACTION = "larger action"  # memory pressure: all of the action holding most
+
+
+class Pick(NamedTuple):
+    cohort: Cohort
+    take: Take
+
+
+def due(
+    cohort: Cohort, now: float, linger_s: float, max_bytes: int, scarce: bool
+) -> Pick | None:
+    """Whether this cohort should be sent now, and how much of it."""
     buf = cohort.open
     if buf is None or cohort.busy:
-        return False
-    return now - buf.opened_at >= linger_s or buf.est_body_bytes >= full_bytes
+        return None
+    if cohort.forced or (not scarce and now - buf.opened_at >= linger_s):
+        return Pick(cohort, Take.EVERYTHING)
+    if buf.has_full_body(max_bytes):
+        return Pick(cohort, Take.FULL_BODIES)
+    return None
 
 
 def pick_due(
-    cohorts: Iterable[Cohort], now: float, linger_s: float, full_bytes: int
-) -> Cohort | None:
-    """The due cohort whose oldest event has waited longest: oldest-first, so none starves."""
-    best: Cohort | None = None
+    cohorts: Iterable[Cohort], now: float, linger_s: float, max_bytes: int, scarce: bool
+) -> Pick | None:
+    """The due cohort whose oldest event has waited longest: oldest-first, so none starves.
+
+    `scarce`: a backlog waits in Kafka, so the API budget is the limit and only full bodies
+    are worth a request (the remainder fills up from the backlog).
+    """
+    best: Pick | None = None
     best_at = float("inf")
     for cohort in cohorts:
-        buf = cohort.open
-        due = buf is not None and is_due(cohort, now, linger_s, full_bytes)
-        if due and buf is not None and buf.opened_at < best_at:
-            best, best_at = cohort, buf.opened_at
+        pick = due(cohort, now, linger_s, max_bytes, scarce)
+        if pick is not None and cohort.open is not None and cohort.open.opened_at < best_at:
+            best, best_at = pick, cohort.open.opened_at
     return best
 
 
-def next_due_at(cohorts: Iterable[Cohort], linger_s: float) -> float | None:
+def pick_largest(cohorts: Iterable[Cohort]) -> Pick | None:
+    """Under memory pressure with no full body anywhere: the idle cohort whose larger action
+    holds most. One nearly full request frees the most memory per token spent."""
+    idle = [c for c in cohorts if c.open is not None and not c.busy]
+    if not idle:
+        return None
+    return Pick(max(idle, key=_larger_action_bytes), Take.LARGER_ACTION)
+
+
+def _larger_action_bytes(cohort: Cohort) -> int:
+    buf = cohort.open
+    return max(buf.add_bytes, buf.remove_bytes) if buf is not None else 0
+
+
+def next_due_at(cohorts: Iterable[Cohort], now: float, linger_s: float) -> float | None:
     """When the next idle cohort becomes due by linger (the dispatcher sleeps until then)."""
-    times = [c.open.opened_at + linger_s for c in cohorts if c.open is not None and not c.busy]
+    times = [
+        at
+        for c in cohorts
+        if c.open is not None and not c.busy and (at := c.open.opened_at + linger_s) > now
+    ]
     return min(times) if times else None

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Annotated, Any, NamedTuple, Protocol, cast
 
 import msgspec
 import orjson
@@ -37,7 +37,7 @@ MAX_EPOCH_MS = 10**14  # year ~5138: anything larger is not epoch milliseconds
 
 
 class Change(NamedTuple):
-    """A valid event: `add` is True for enter, False for exit."""
+    """The fields of a valid event, in the order decode() returns them (`add`: enter)."""
 
     add: bool
     cohort_id: str
@@ -47,13 +47,16 @@ class Change(NamedTuple):
     ts_ms: int | None
 
 
+# decode() returns Change's fields as a plain tuple: building the NamedTuple costs four times as
+# much, once per event. Change._make() gives a view with names (the tests use it).
+ChangeFields = tuple[bool, str, str, str | None, str, int | None]
+
+
 class Rejection(NamedTuple):
     reason: str
     detail: str
 
 
-# tuple.__new__ straight away skips the Python-level __new__ NamedTuple generates (per event)
-_new_change = tuple.__new__
 _UNCHECKED = ""  # _name_ok.get() default for a name not seen yet (a cached verdict is str|None)
 # what msgspec raises for anything but a well-typed event (ValidationError is a DecodeError;
 # bad UTF-8 in a string is a ValueError; deep nesting in an ignored field is a RecursionError)
@@ -73,13 +76,15 @@ class _Event(Protocol):
 
 def _event_type(schema: EventsConfig) -> type[_Event]:
     """A struct reading this schema's field names; every other key of an event is ignored."""
+    an_id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
+    epoch_ms = Annotated[int, msgspec.Meta(ge=0, lt=MAX_EPOCH_MS)]
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
         ("action", str),
-        ("cohort_id", str),
-        ("uid", str),
+        ("cohort_id", an_id),
+        ("uid", an_id),
         ("name", str | None, None),
         ("description", str | None, None),
-        ("ts", int | float | str | None, None),
+        ("ts", epoch_ms | float | str | None, None),
     ]
     renamed = {
         "action": schema.action_field,
@@ -105,7 +110,9 @@ class Decoder:
         self._name_ok: dict[str, str | None] = {}
         self._typed = msgspec.json.Decoder(_event_type(schema)).decode
 
-    def decode(self, value: bytes | None) -> Change | Rejection:
+    def decode(self, value: bytes | None) -> ChangeFields | Rejection:
+        """The common case in as few operations as possible (this runs once per event); any
+        event that is not obviously valid goes the careful way, which names what is wrong."""
         if not value:
             return Rejection("invalid_json", "empty message value")
         if len(value) > self._max_bytes:
@@ -113,38 +120,29 @@ class Decoder:
                 "event_too_large", f"{len(value)} bytes > max_event_bytes {self._max_bytes}"
             )
         try:
-            event = self._typed(value)
+            event = self._typed(value)  # types and id lengths are checked here, in C
         except _NOT_TYPED:
             return self._careful(value)
-        return self._fast(event) or self._careful(value)
-
-    def _fast(self, event: _Event) -> Change | None:
-        """The checks msgspec's types cannot express, in as few operations as possible.
-
-        None means "not obviously valid": the careful path decides, and names what is wrong.
-        """
         add = self._actions.get(event.action)
         uid = event.uid
         cohort_id = event.cohort_id
-        # isspace() is False for "" and for any id with a visible character: no copy, unlike strip()
-        if add is None or not uid or not cohort_id or uid.isspace() or cohort_id.isspace():
-            return None
-        if len(uid) > MAX_ID_CHARS or len(cohort_id) > MAX_ID_CHARS:
-            return None
+        # isspace() is False for any id with a visible character: no copy, unlike strip()
+        if add is None or uid.isspace() or cohort_id.isspace():
+            return self._careful(value)
         name = event.name
         if name is None:
             name = cohort_id
         if self._name_ok.get(name, _UNCHECKED) is not None:
-            return None  # a name seen for the first time is checked (and cached) carefully
+            return self._careful(value)  # a name seen for the first time is checked and cached
         ts = event.ts
-        if ts is not None and not (type(ts) is int and 0 <= ts < MAX_EPOCH_MS):
+        if ts is not None and type(ts) is not int:  # an int is already in range
             parsed = parse_ts(ts)
             if type(parsed) is not int:
-                return None
+                return self._careful(value)
             ts = parsed
-        return _new_change(Change, (add, cohort_id, name, event.description, uid, ts))
+        return (add, cohort_id, name, event.description, uid, ts)
 
-    def _careful(self, value: bytes) -> Change | Rejection:
+    def _careful(self, value: bytes) -> ChangeFields | Rejection:
         try:
             event = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
@@ -153,7 +151,7 @@ class Decoder:
             return Rejection("invalid_json", f"expected a JSON object, got {type(event).__name__}")
         return self._from_object(event)
 
-    def _from_object(self, event: dict[str, Any]) -> Change | Rejection:
+    def _from_object(self, event: dict[str, Any]) -> ChangeFields | Rejection:
         s = self._s
         action = event.get(s.action_field)
         add = self._actions.get(action) if isinstance(action, str) else None
@@ -181,7 +179,7 @@ class Decoder:
         ts_ms = parse_ts(event.get(s.ts_field))
         if isinstance(ts_ms, Rejection):
             return ts_ms
-        return Change(add, cohort_id, name, description, uid, ts_ms)
+        return (add, cohort_id, name, description, uid, ts_ms)
 
     def _check_name(self, name: str) -> str | None:
         if name not in self._name_ok:

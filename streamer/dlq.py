@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, Producer
 
-from streamer.batch import SourceMessage
+from streamer.batch import Entry, SourceMessage
 from streamer.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,26 @@ RETRY_SECONDS = 1.0
 MAX_DLQ_VALUE_BYTES = 900_000
 
 Done = Callable[[], None]
+
+
+class Origin(NamedTuple):
+    """Where a dead letter came from, and its original key and value."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def origin_of(msg: SourceMessage) -> Origin:
+    return Origin(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
+
+
+def origin_of_entry(entry: Entry) -> Origin:
+    topic, partition = entry[3].tp
+    return Origin(topic, partition, entry[5], entry[4], entry[1])
+
 Headers = list[tuple[str, str | bytes | None]]
 
 
@@ -56,21 +76,21 @@ class DeadLetterWriter:
         """Writes not yet confirmed by the broker."""
         return self._pending
 
-    def write(self, msg: SourceMessage, reason: str, detail: str, done: Done) -> None:
+    def write(self, origin: Origin, reason: str, detail: str, done: Done) -> None:
         """Queue one dead letter; `done` runs once the broker has it (from poll())."""
-        value = msg.value() or b""
+        value = origin.value or b""
         headers: Headers = [
             ("reason", reason.encode()),
             ("detail", detail.encode("utf-8", "replace")[:1000]),
-            ("topic", msg.topic().encode()),
-            ("partition", str(msg.partition()).encode()),
-            ("offset", str(msg.offset()).encode()),
+            ("topic", origin.topic.encode()),
+            ("partition", str(origin.partition).encode()),
+            ("offset", str(origin.offset).encode()),
         ]
         if len(value) > MAX_DLQ_VALUE_BYTES:
             headers.append(("truncated_from_bytes", str(len(value)).encode()))
             value = value[:MAX_DLQ_VALUE_BYTES]
         self._pending += 1
-        self._produce(msg.key(), value, headers, reason, done)
+        self._produce(origin.key, value, headers, reason, done)
 
     def _produce(
         self,

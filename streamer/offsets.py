@@ -18,13 +18,14 @@ TopicPartition = tuple[str, int]
 class PendingRange:
     """Events of one partition from one consumed batch; done when `pending` reaches zero."""
 
-    __slots__ = ("first", "last", "pending", "tp")
+    __slots__ = ("count", "first", "last", "pending", "tp")
 
     def __init__(self, tp: TopicPartition, first: int, last: int, pending: int) -> None:
         self.tp = tp
         self.first = first
         self.last = last
         self.pending = pending
+        self.count = pending  # events consumed in it (pending only falls)
 
     def ack(self, count: int = 1) -> None:
         self.pending -= count
@@ -108,6 +109,15 @@ class OffsetTracker:
 
     def pending_events(self) -> int:
         return sum(p.pending_events for p in self._partitions.values())
+
+    def pending_in(self, partitions: Iterable[TopicPartition]) -> int:
+        """Events of these partitions not settled yet (held in memory, in flight or the DLQ)."""
+        return sum(p.pending_events for tp in partitions if (p := self._partitions.get(tp)))
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """Per partition, the next offset to consume (last consumed + 1), where known."""
+        parts = self._partitions.items()
+        return {tp: p.next_offset for tp, p in parts if p.next_offset is not None}
 
     def committed_offsets(self) -> dict[TopicPartition, int]:
         """What this process last committed per partition (consumer lag is measured from it)."""

@@ -1,8 +1,9 @@
 """The pipeline's state machine: consumed messages in, coalesced deliveries out, offsets released.
 
-ingest() is the per-event hot path (decode, route to the cohort's buffer); dispatch() seals due
-cohorts oldest-first while the rate limiter has room, so scarce tokens turn into fuller requests;
-the RebalanceHandler methods keep the commit rules of DESIGN.md on assignment changes.
+ingest() is the per-event hot path (decode, route to the cohort's buffer); dispatch seals due
+cohorts oldest-first while the rate limiter has room. While a backlog waits in Kafka only full
+bodies are sent, so the scarce API budget carries full requests; the RebalanceHandler methods
+keep the commit rules of DESIGN.md on assignment changes.
 """
 
 from __future__ import annotations
@@ -13,13 +14,24 @@ import logging
 import time
 from collections.abc import Callable
 
-from streamer.batch import Cohort, CohortBuffer, SourceMessage, next_due_at, pick_due
+from streamer.batch import (
+    Cohort,
+    CohortBuffer,
+    Entry,
+    Pick,
+    SourceMessage,
+    Take,
+    next_due_at,
+    pick_due,
+    pick_largest,
+)
 from streamer.config import Settings
 from streamer.decode import Decoder, Rejection
-from streamer.dlq import DeadLetterWriter
+from streamer.dlq import DeadLetterWriter, origin_of
 from streamer.metrics import Metrics
 from streamer.offsets import OffsetTracker, PendingRange, TopicPartition
 from streamer.ratelimit import RateLimiter
+from streamer.seal import Shipment, seal
 from streamer.send import Sender
 
 log = logging.getLogger(__name__)
@@ -40,9 +52,13 @@ class Pipeline:
         self.settings = settings
         self.tracker = OffsetTracker()
         self.cohorts: dict[str, Cohort] = {}
-        self.sending: set[CohortBuffer] = set()
+        self.sending: set[Shipment] = set()
         self.buffered_events = 0
         self.buffered_bytes = 0
+        # set by the consume loop: a backlog waits in Kafka (send only full bodies) and whether
+        # consumption is paused above the high-water mark (memory, not the API, is the limit)
+        self.backlogged = False
+        self.pressured = False
         self._decoder = Decoder(settings.events, settings.batching.max_event_bytes)
         self._sender = sender
         self._limiter = limiter
@@ -67,12 +83,11 @@ class Pipeline:
         """
         decode = self._decoder.decode
         cohorts = self.cohorts
-        full = self._full_bytes
         now = self._clock()
         runs: list[PendingRange] = []
         rng = _NO_RUN
         run_topic, run_partition, in_run = "", -1, 0
-        coalesced = nbytes = 0
+        coalesced = nbytes = released_bytes = 0
         previous: SourceMessage | None = None
         for msg in messages:
             partition = msg.partition()
@@ -84,16 +99,13 @@ class Pipeline:
                 runs.append(rng)
             in_run += 1
             previous = msg
-            value = msg.value()
+            value = msg.value() or b""  # a tombstone (None) is refused like an empty value
             change = decode(value)
+            nbytes += len(value)
             if isinstance(change, Rejection):
-                size = len(value) if value else 0
-                nbytes += size
-                self._dead_letter(msg, change, rng, size)
+                self._dead_letter(msg, change, rng, len(value))
                 continue
             add, cohort_id, name, description, uid, ts_ms = change
-            size = len(value) if value else 0  # a decoded event always has a value
-            nbytes += size
             cohort = cohorts.get(cohort_id)
             buf = cohort.open if cohort is not None else None
             if buf is None:
@@ -101,18 +113,20 @@ class Pipeline:
             buf.name = name
             if description is not None:
                 buf.description = description
-            if buf.put(uid, (add, msg, ts_ms), rng, size):
+            if ts_ms is None:  # an event without its own time is timed from Kafka's
+                ts_ms = msg.timestamp()[1]
+            old = buf.put(uid, (add, value, ts_ms, rng, msg.key(), msg.offset()))
+            if old is not None:  # settled by put(): its winner is held (see streamer/batch.py)
                 coalesced += 1
-            elif buf.est_body_bytes >= full:
-                self._wake.set()  # a full buffer is due now, whatever its linger
+                released_bytes += len(old[1])
         _close_run(rng, in_run, previous)
         self.tracker.consumed(runs)
         for run in runs:
-            # before any acknowledgement can run, pending still counts this batch's events
-            self._metrics.events_consumed.labels(run.tp[0]).inc(run.pending)
-        self.buffered_events += len(messages)
-        self.buffered_bytes += nbytes
+            self._metrics.events_consumed.labels(run.tp[0]).inc(run.count)
+        self.buffered_events += len(messages) - coalesced
+        self.buffered_bytes += nbytes - released_bytes
         self._metrics.events_coalesced.inc(coalesced)
+        self._wake.set()  # a cohort may have filled a body
 
     def _open_buffer(self, cohort_id: str, now: float) -> CohortBuffer:
         cohort = self.cohorts.get(cohort_id)
@@ -135,7 +149,7 @@ class Pipeline:
             self.buffered_events -= 1
             self.buffered_bytes -= size
 
-        self._dlq.write(msg, rejection.reason, rejection.detail, written)
+        self._dlq.write(origin_of(msg), rejection.reason, rejection.detail, written)
 
     # --- dispatch: seal due cohorts while there is budget ---
 
@@ -143,92 +157,121 @@ class Pipeline:
         max_in_flight = self.settings.moengage.max_in_flight
         while True:
             now = self._clock()
-            cohort = None
+            pick = None
             if len(self.sending) < max_in_flight and self._limiter.has_capacity():
-                linger = 0.0 if self.flush_everything else self._linger
-                cohort = pick_due(self.cohorts.values(), now, linger, self._full_bytes)
-            if cohort is not None:
-                self._start_delivery(cohort)
+                pick = self._pick(now)
+            if pick is not None:
+                self._start_delivery(pick)
                 continue
             await self._sleep_until_next_due(now)
 
+    def _pick(self, now: float) -> Pick | None:
+        cohorts = self.cohorts.values()
+        if self.flush_everything:
+            return pick_due(cohorts, now, 0.0, self._full_bytes, scarce=False)
+        pick = pick_due(cohorts, now, self._linger, self._full_bytes, scarce=self.backlogged)
+        if pick is None and self.pressured and not self.sending:
+            # paused above the high-water mark, nothing in flight to free memory and no full
+            # body anywhere: waiting cannot fill one, so the biggest remainder goes
+            pick = pick_largest(cohorts)
+        return pick
+
     async def _sleep_until_next_due(self, now: float) -> None:
-        due_at = next_due_at(self.cohorts.values(), self._linger)
+        due_at = next_due_at(self.cohorts.values(), now, self._linger)
         timeout = IDLE_TICK_SECONDS if due_at is None else max(0.001, due_at - now)
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), min(timeout, IDLE_TICK_SECONDS))
 
-    def _start_delivery(self, cohort: Cohort) -> None:
+    def _start_delivery(self, pick: Pick) -> None:
+        cohort = pick.cohort
         buf = cohort.open
         if buf is None:
             return
-        cohort.open = None
+        shipment = seal(buf, self.settings.moengage.partner, self._full_bytes, pick.take)
+        if pick.take is Take.EVERYTHING:
+            cohort.forced = False
+        if not buf.entries:
+            cohort.open = None
+        if not shipment.parcels and not shipment.too_large:
+            return
         cohort.busy = True
-        self.sending.add(buf)
-        task = asyncio.create_task(self._deliver(cohort, buf), name=f"deliver-{cohort.cohort_id}")
+        self.sending.add(shipment)
+        task = asyncio.create_task(
+            self._deliver(cohort, shipment), name=f"deliver-{cohort.cohort_id}"
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, cohort: Cohort, buf: CohortBuffer) -> None:
+    async def _deliver(self, cohort: Cohort, shipment: Shipment) -> None:
         try:
             while True:
                 try:
-                    await self._sender.deliver(buf)
+                    await self._sender.deliver(shipment, self._settle)
                     break
                 except asyncio.CancelledError:
-                    log.info("delivery of %s cancelled; it will be redelivered", buf.cohort_id)
+                    log.info("delivery of %s cancelled; it will be redelivered", cohort.cohort_id)
                     raise
                 except Exception:
-                    # a bug, not an API answer: the sender retries those itself. Keep the
-                    # buffer (unacknowledged, so nothing is committed) and send it again;
-                    # add and remove are idempotent.
-                    log.exception("delivery of cohort %s failed; retrying", buf.cohort_id)
+                    # a bug, not an API answer: the sender retries those itself. Unsettled
+                    # parcels stay unacknowledged (nothing is committed past them) and are sent
+                    # again; add and remove are idempotent.
+                    log.exception("delivery of cohort %s failed; retrying", cohort.cohort_id)
                     await asyncio.sleep(1)
-            self.buffered_events -= buf.events
-            self.buffered_bytes -= buf.nbytes
         finally:
-            self.sending.discard(buf)
+            self.sending.discard(shipment)
             cohort.busy = False
             self._wake.set()
+
+    def _settle(self, entries: list[Entry]) -> None:
+        """These winning events are applied (or dead-lettered): their offsets may be committed."""
+        released = 0
+        for entry in entries:
+            entry[3].pending -= 1
+            released += len(entry[1])
+        self.buffered_events -= len(entries)
+        self.buffered_bytes -= released
 
     # --- draining: shutdown and revoke ---
 
     def holds(self, partitions: set[TopicPartition]) -> bool:
-        """True while any open or in-flight buffer holds events of these partitions."""
-        open_bufs = [c.open for c in self.cohorts.values() if c.open is not None]
-        return any(buf.partitions() & partitions for buf in [*open_bufs, *self.sending])
+        """True while events of these partitions are held: buffered, in flight or in the DLQ."""
+        return self.tracker.pending_in(partitions) > 0
 
     async def drain(self, partitions: set[TopicPartition] | None, deadline: float) -> bool:
-        """Flush (all, or those holding `partitions`) until nothing is held or the deadline."""
+        """Flush (all, or what holds `partitions`) until nothing is held or the deadline.
+
+        Nothing new is consumed meanwhile (a revoke runs inside consume(); a shutdown has
+        stopped consuming), so the cohorts to flush are found once.
+        """
+        self._force(partitions)
         while self._clock() < deadline:
             if partitions is None:
                 if not self.sending and all(c.open is None for c in self.cohorts.values()):
                     return True
             elif not self.holds(partitions):
                 return True
-            self._force_due(partitions)
             self._wake.set()
             await asyncio.sleep(0.02)
         return False
 
-    def _force_due(self, partitions: set[TopicPartition] | None) -> None:
+    def _force(self, partitions: set[TopicPartition] | None) -> None:
         for cohort in self.cohorts.values():
             buf = cohort.open
-            if buf is not None and (partitions is None or buf.partitions() & partitions):
-                buf.opened_at = min(buf.opened_at, self._clock() - self._linger)
+            if buf is not None and (partitions is None or buf.holds_any(partitions)):
+                cohort.forced = True
 
     def drop(self, partitions: set[TopicPartition]) -> None:
         """Forget buffered events of partitions we no longer own (redelivered to the new owner)."""
         for cohort in self.cohorts.values():
             buf = cohort.open
-            if buf is not None and buf.partitions() & partitions:
-                before_events, before_bytes = buf.events, buf.nbytes
-                buf.drop_partitions(partitions)
-                self.buffered_events -= before_events - buf.events
-                self.buffered_bytes -= before_bytes - buf.nbytes
-                if not buf.entries:
-                    cohort.open = None
+            if buf is None:
+                continue
+            dropped = buf.drop_partitions(partitions)
+            self.buffered_events -= len(dropped)
+            self.buffered_bytes -= sum(len(entry[1]) for entry in dropped)
+            if not buf.entries:
+                cohort.open = None
 
     # --- RebalanceHandler ---
 
@@ -271,6 +314,7 @@ def _close_run(rng: PendingRange, count: int, last: SourceMessage | None) -> Non
     """A run of one partition ended at `last`: its `count` events are now pending."""
     if last is not None:
         rng.pending += count
+        rng.count = count
         rng.last = last.offset()
 
 

@@ -1,4 +1,4 @@
-"""Deliver a sealed cohort buffer: pack, rate-limit, send, and handle every failure class.
+"""Deliver a shipment of packed bodies: rate-limit, send, and handle every failure class.
 
 Retries (429, 5xx, timeouts, connection errors) never give up: full-jitter exponential backoff,
 Retry-After honoured up to a cap. 413 halves the request; a 400 about members is bisected until
@@ -13,15 +13,20 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
 
-from streamer.batch import CohortBuffer
+from streamer.batch import Entry
 from streamer.classify import Outcome, Verdict, classify
 from streamer.client import CohortSyncClient
 from streamer.config import ConfigError, MoEngageConfig
-from streamer.dlq import DeadLetterWriter
+from streamer.dlq import DeadLetterWriter, origin_of_entry
 from streamer.metrics import Metrics, status_class
-from streamer.payload import Envelope, member_bytes, pack
+from streamer.payload import Envelope, member_bytes
 from streamer.ratelimit import RateLimiter
+from streamer.seal import Shipment
+
+# called once per parcel with the entries it settled (accepted by the API or dead-lettered)
+Settle = Callable[[list[Entry]], None]
 
 log = logging.getLogger(__name__)
 
@@ -68,25 +73,32 @@ class Sender:
         self.auth = auth
         self.inflight = 0
 
-    async def deliver(self, buf: CohortBuffer) -> None:
-        """Return once every change in `buf` is accepted by the API or confirmed in the DLQ."""
-        adds, removes = buf.split_actions()
-        for action, uids in (("add_members", adds), ("remove_members", removes)):
-            if not uids:
-                continue
-            envelope = Envelope(
-                action, self._config.partner, buf.cohort_id, buf.name, buf.description
-            )
-            bodies, too_large = pack(envelope, uids, self._config.max_payload_bytes)
-            if too_large:
-                detail = "a request with this uid alone exceeds max_payload_bytes"
-                await self._reject(buf, too_large, "event_too_large", detail)
-            for body in bodies:
-                await self._send(buf, envelope, body.uids, body.data)
-        buf.acknowledge()
+    async def deliver(self, shipment: Shipment, settle: Settle) -> None:
+        """Send each parcel of `shipment` not settled yet; `settle` runs once per parcel, after
+        every change in it is accepted by the API or confirmed in the DLQ.
+
+        Safe to call again after an exception: settled parcels are skipped, and an unsettled
+        one is sent again whole (add and remove are idempotent).
+        """
+        if shipment.too_large and shipment.done == 0:
+            detail = "a request with this uid alone exceeds max_payload_bytes"
+            await self._reject(shipment.cohort_id, shipment.too_large, "event_too_large", detail)
+            settle(shipment.too_large)
+            shipment.too_large = []
+        while shipment.done < len(shipment.parcels):
+            parcel = shipment.parcels[shipment.done]
+            await self._send(shipment.cohort_id, parcel.envelope, parcel.uids, parcel.entries,
+                             parcel.data)  # fmt: skip
+            settle(parcel.entries)
+            shipment.done += 1
 
     async def _send(
-        self, buf: CohortBuffer, envelope: Envelope, uids: list[str], data: bytes | None = None
+        self,
+        cohort_id: str,
+        envelope: Envelope,
+        uids: list[str],
+        entries: list[Entry],
+        data: bytes | None = None,
     ) -> None:
         if data is None:
             data = envelope.body([member_bytes(uid) for uid in uids])
@@ -96,7 +108,7 @@ class Sender:
             verdict = outcome.verdict
             if verdict is Verdict.ACCEPTED:
                 self.auth.open()
-                self._record_accepted(buf, envelope.action, uids, len(data))
+                self._record_accepted(envelope.action, entries, len(data))
                 return
             if verdict is Verdict.RETRY:
                 attempt += 1
@@ -105,12 +117,12 @@ class Sender:
                 await self._wait_for_auth(outcome.cause)
             elif verdict is Verdict.REJECT_ALL or len(uids) == 1:
                 reason = "event_too_large" if verdict is Verdict.SPLIT else "rejected_by_api"
-                await self._reject(buf, uids, reason, f"HTTP {status}: {outcome.cause}")
+                await self._reject(cohort_id, entries, reason, f"HTTP {status}: {outcome.cause}")
                 return
             else:  # SPLIT (413) or BISECT (400 about members): send each half on its own
                 half = len(uids) // 2
-                await self._send(buf, envelope, uids[:half])
-                await self._send(buf, envelope, uids[half:])
+                await self._send(cohort_id, envelope, uids[:half], entries[:half])
+                await self._send(cohort_id, envelope, uids[half:], entries[half:])
                 return
 
     async def _post(self, action: str, data: bytes) -> tuple[int, Outcome]:
@@ -158,17 +170,19 @@ class Sender:
         except ConfigError as exc:
             log.error("cannot re-read credentials: %s", exc)
 
-    async def _reject(self, buf: CohortBuffer, uids: list[str], reason: str, detail: str) -> None:
-        """Dead-letter the winning events of `uids`; returns once the broker confirmed them."""
-        if not uids:
+    async def _reject(
+        self, cohort_id: str, entries: list[Entry], reason: str, detail: str
+    ) -> None:
+        """Dead-letter these winning events; returns once the broker confirmed them all."""
+        if not entries:
             return
-        first = buf.entries[uids[0]][1]
+        first = origin_of_entry(entries[0])
         log.warning(
             "dead-lettering %d member(s) of cohort %s (first from %s[%d]@%d): %s",
-            len(uids), buf.cohort_id, first.topic(), first.partition(), first.offset(), detail,
-        )
+            len(entries), cohort_id, first.topic, first.partition, first.offset, detail,
+        )  # fmt: skip
         loop = asyncio.get_running_loop()
-        remaining = len(uids)
+        remaining = len(entries)
         all_written = loop.create_future()
 
         def written() -> None:
@@ -177,21 +191,14 @@ class Sender:
             if remaining == 0 and not all_written.done():
                 all_written.set_result(None)
 
-        for uid in uids:
-            self._metrics.invalid_events.labels(reason).inc()
-            self._dlq.write(buf.entries[uid][1], reason, detail, written)
+        self._metrics.invalid_events.labels(reason).inc(len(entries))
+        for entry in entries:
+            self._dlq.write(origin_of_entry(entry), reason, detail, written)
         await all_written
 
-    def _record_accepted(self, buf: CohortBuffer, action: str, uids: list[str], size: int) -> None:
+    def _record_accepted(self, action: str, entries: list[Entry], size: int) -> None:
         m = self._metrics
-        m.members_per_request.labels(action).observe(len(uids))
+        m.members_per_request.labels(action).observe(len(entries))
         m.request_body_bytes.labels(action).observe(size)
-        m.members_acknowledged.labels(action).inc(len(uids))
-        now_ms = time.time() * 1000
-        observe = m.ack_latency.observe
-        entries = buf.entries
-        for uid in uids:
-            _add, msg, ts_ms = entries[uid]
-            if ts_ms is None:
-                ts_ms = msg.timestamp()[1]
-            observe(max(0.0, (now_ms - ts_ms) / 1000))
+        m.members_acknowledged.labels(action).inc(len(entries))
+        m.ack_latency.observe_since(time.time() * 1000, [e[2] for e in entries])

@@ -1,4 +1,4 @@
-"""streamer/batch.py: coalescing buffers, acknowledgement and the due/oldest-first policy."""
+"""streamer/batch.py: coalescing buffers, early settlement of superseded events, due policy."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ from streamer.batch import (
     MEMBER_OVERHEAD,
     Cohort,
     CohortBuffer,
+    Entry,
+    Pick,
     SourceMessage,
-    is_due,
+    Take,
+    due,
     next_due_at,
     pick_due,
+    pick_largest,
 )
 from streamer.offsets import OffsetTracker, PendingRange, TopicPartition
 from streamer.payload import Envelope, member_bytes
@@ -54,7 +58,7 @@ def _protocol_check(msg: FakeMessage) -> SourceMessage:
 
 
 class Feed:
-    """Puts events into a buffer the way the pipeline does: one range per (batch, partition)."""
+    """Puts events into buffers the way the pipeline does: one range per (batch, partition)."""
 
     def __init__(self, *tps: TopicPartition) -> None:
         self.tracker = OffsetTracker()
@@ -63,7 +67,8 @@ class Feed:
 
     def batch(
         self, buf: CohortBuffer, events: list[tuple[str, bool, TopicPartition]]
-    ) -> tuple[list[bool], dict[TopicPartition, PendingRange]]:
+    ) -> list[Entry | None]:
+        """Returns what each event superseded."""
         ranges: dict[TopicPartition, PendingRange] = {}
         superseded = []
         for uid, add, tp in events:
@@ -75,13 +80,27 @@ class Feed:
             rng.pending += 1
             rng.last = offset
             value = f'{{"uid":"{uid}","action":"{"enter" if add else "exit"}"}}'.encode()
-            msg = FakeMessage(value, tp[0], tp[1], offset)
-            superseded.append(buf.put(uid, (add, _protocol_check(msg), None), rng, len(value)))
+            entry: Entry = (add, value, 1_700_000_000_000 + offset, rng, uid.encode(), offset)
+            superseded.append(buf.put(uid, entry))
         self.tracker.consumed(ranges.values())
-        return superseded, ranges
+        return superseded
 
     def watermarks(self) -> dict[TopicPartition, int]:
         return self.tracker.commit_points()
+
+
+def settle(entries: list[Entry]) -> None:
+    for entry in entries:
+        entry[3].pending -= 1
+
+
+def actions(buf: CohortBuffer) -> tuple[list[str], list[str]]:
+    adds = [uid for uid, e in buf.entries.items() if e[0]]
+    return adds, [uid for uid, e in buf.entries.items() if not e[0]]
+
+
+def member_size(uid: str) -> int:
+    return len(uid) + MEMBER_OVERHEAD
 
 
 # --- coalescing ---
@@ -89,168 +108,98 @@ class Feed:
 
 def test_latest_action_per_uid_wins() -> None:
     buf = CohortBuffer("c", 0.0)
-    feed = Feed()
-    superseded, _ = feed.batch(
+    superseded = Feed().batch(
         buf,
         [("a", True, P0), ("b", True, P0), ("a", False, P0), ("b", False, P0), ("b", True, P0)],
     )
-    assert superseded == [False, False, True, True, True]
-    assert buf.split_actions() == (["b"], ["a"])
-    assert buf.events == 5
-    assert len(buf.entries) == 2
+    assert [s is not None for s in superseded] == [False, False, True, True, True]
+    assert actions(buf) == (["b"], ["a"])
 
 
-def test_enter_then_exit_sends_only_the_remove() -> None:
+def test_winner_keeps_the_latest_message_and_put_returns_the_superseded_one() -> None:
     buf = CohortBuffer("c", 0.0)
-    Feed().batch(buf, [("u", True, P0), ("u", False, P0)])
-    assert buf.split_actions() == ([], ["u"])
+    superseded = Feed().batch(buf, [("u", True, P0), ("v", True, P0), ("u", False, P0)])
+    add, value, ts, _rng, key, offset = buf.entries["u"]
+    assert (add, offset, ts, key) == (False, 2, 1_700_000_000_002, b"u")
+    assert b'"exit"' in value
+    old = superseded[2]
+    assert old is not None and old[5] == 0
 
 
-def test_exit_then_enter_sends_only_the_add() -> None:
+def test_superseded_event_is_settled_at_once_and_the_winner_holds_the_watermark() -> None:
     buf = CohortBuffer("c", 0.0)
-    Feed().batch(buf, [("u", False, P0), ("u", True, P0)])
-    assert buf.split_actions() == (["u"], [])
+    feed = Feed()
+    feed.batch(buf, [("u", True, P0), ("v", True, P0)])  # offsets 0, 1: one range
+    feed.batch(buf, [("w", True, P0)])  # offset 2
+    feed.batch(buf, [("u", False, P0), ("v", False, P0)])  # offsets 3, 4 supersede 0 and 1
+    assert feed.watermarks() == {P0: 2}  # the first range is settled; w (offset 2) is held
+    assert feed.tracker.pending_events() == 3
+    settle(list(buf.entries.values()))
+    assert feed.watermarks() == {P0: 5}
 
 
-def test_winner_keeps_the_latest_message() -> None:
-    buf = CohortBuffer("c", 0.0)
-    Feed().batch(buf, [("u", True, P0), ("v", True, P0), ("u", True, P0)])
-    add, msg, ts = buf.entries["u"]
-    assert add is True
-    assert msg.offset() == 2
-    assert ts is None
-
-
-def test_split_actions_keeps_first_arrival_order_and_each_uid_once() -> None:
-    buf = CohortBuffer("c", 0.0)
-    events = [(f"u{i}", i % 3 != 0, P0) for i in range(30)]
-    events += [(f"u{i}", True, P0) for i in range(0, 30, 3)]
-    Feed().batch(buf, events)
-    adds, removes = buf.split_actions()
-    assert adds == [f"u{i}" for i in range(30)]
-    assert removes == []
-
-
-def test_size_accounting() -> None:
+def test_byte_estimates_per_action_follow_flips() -> None:
     buf = CohortBuffer("c", 5.0)
     feed = Feed()
-    feed.batch(buf, [("ab", True, P0), ("ab", False, P0), ("xyz", True, P0)])
-    # a distinct uid adds its member to the body; a superseded one adds nothing
-    assert buf.est_body_bytes == (2 + MEMBER_OVERHEAD) + (3 + MEMBER_OVERHEAD)
-    # and the estimate is the real member size plus its separating comma, for plain uids
-    assert len(member_bytes("")) + 1 == MEMBER_OVERHEAD
-    # nbytes counts every event's value, superseded included
-    values = [
-        b'{"uid":"ab","action":"enter"}',
-        b'{"uid":"ab","action":"exit"}',
-        b'{"uid":"xyz","action":"enter"}',
-    ]
-    assert buf.nbytes == sum(len(v) for v in values)
+    feed.batch(buf, [("ab", True, P0), ("xyz", True, P0)])
+    assert (buf.add_bytes, buf.remove_bytes) == (member_size("ab") + member_size("xyz"), 0)
+    feed.batch(buf, [("ab", False, P0)])
+    assert (buf.add_bytes, buf.remove_bytes) == (member_size("xyz"), member_size("ab"))
+    feed.batch(buf, [("ab", False, P0), ("ab", True, P0)])
+    assert (buf.add_bytes, buf.remove_bytes) == (member_size("xyz") + member_size("ab"), 0)
+    assert buf.est_bytes == member_size("xyz") + member_size("ab")
     assert buf.opened_at == 5.0
 
 
-def test_estimate_tracks_the_real_body_for_ascii_uids() -> None:
+def test_estimate_is_the_real_body_for_ascii_uids() -> None:
     buf = CohortBuffer("c", 0.0)
     uids = [f"user-{i:05d}" for i in range(200)]
     Feed().batch(buf, [(u, True, P0) for u in uids])
     env = Envelope("add_members", "p", "c", "c", None)
     real = len(env.body([member_bytes(u) for u in uids])) - env.overhead
-    assert buf.est_body_bytes == real + 1  # the estimate counts one comma per member
+    assert buf.add_bytes == real + 1  # the estimate counts one comma per member
+    assert len(member_bytes("")) + 1 == MEMBER_OVERHEAD
 
 
-# --- acknowledgement ---
-
-
-def test_acknowledge_acks_every_event_put_including_superseded() -> None:
+def test_has_full_body_per_action_not_in_total() -> None:
     buf = CohortBuffer("c", 0.0)
-    feed = Feed()
-    feed.batch(buf, [("u", True, P0), ("u", False, P0), ("u", True, P0), ("v", False, P0)])
-    assert feed.watermarks() == {P0: 0}
-    assert feed.tracker.pending_events() == 4
-    buf.acknowledge()
-    assert feed.tracker.pending_events() == 0
-    assert feed.watermarks() == {P0: 4}
+    Feed().batch(buf, [("a1", True, P0), ("a2", True, P0), ("r1", False, P0)])
+    two = 2 * member_size("a1")
+    assert buf.has_full_body(two)
+    assert not buf.has_full_body(two + 1)  # adds and removes never share a body
+    assert buf.est_bytes > two + 1
 
 
-def test_acknowledge_across_batches_and_partitions() -> None:
+def test_replace_recomputes_the_estimates() -> None:
     buf = CohortBuffer("c", 0.0)
-    feed = Feed(P0, P1)
-    _, first = feed.batch(buf, [("u", True, P0), ("v", True, P1)])
-    _, second = feed.batch(buf, [("u", False, P0), ("w", True, P0), ("v", False, P1)])
-    assert {r: c for r, c in buf.ranges.items()} == {
-        first[P0]: 1,
-        first[P1]: 1,
-        second[P0]: 2,
-        second[P1]: 1,
-    }
-    assert buf.partitions() == {P0, P1}
-    buf.acknowledge()
-    assert feed.watermarks() == {P0: 3, P1: 2}
-
-
-def test_two_buffers_share_a_range_and_commit_waits_for_both() -> None:
-    a, b = CohortBuffer("a", 0.0), CohortBuffer("b", 0.0)
-    feed = Feed()
-    tracker = feed.tracker
-    rng = tracker.track(P0, 0, 0, 0)
-    for offset, buf in enumerate([a, b, a]):
-        rng.pending += 1
-        rng.last = offset
-        msg = FakeMessage(b"{}", "events", 0, offset)
-        buf.put(f"u{offset}", (True, msg, None), rng, 2)
-    tracker.consumed([rng])
-    a.acknowledge()
-    assert tracker.commit_points() == {P0: 0}  # b's event is still in flight
-    b.acknowledge()
-    assert tracker.commit_points() == {P0: 3}
-
-
-def test_unacknowledged_buffer_holds_the_watermark() -> None:
-    held, done = CohortBuffer("held", 0.0), CohortBuffer("done", 0.0)
-    feed = Feed()
-    feed.batch(held, [("x", True, P0)])
-    feed.batch(done, [("y", True, P0), ("z", True, P0)])
-    done.acknowledge()
-    assert feed.watermarks() == {P0: 0}
-    held.acknowledge()
-    assert feed.watermarks() == {P0: 3}
+    Feed().batch(buf, [("a", True, P0), ("bb", True, P0), ("r", False, P0)])
+    buf.replace({"bb": buf.entries["bb"]})
+    assert (buf.add_bytes, buf.remove_bytes) == (member_size("bb"), 0)
 
 
 # --- dropping lost partitions ---
 
 
-def test_drop_partitions_forgets_their_events() -> None:
+def test_drop_partitions_returns_their_winners_and_keeps_the_rest() -> None:
     buf = CohortBuffer("c", 0.0)
     feed = Feed(P0, P1)
     feed.batch(buf, [("a", True, P0), ("b", True, P1), ("b", False, P1), ("c", False, P0)])
     dropped = buf.drop_partitions({P1})
-    assert dropped == 1
-    assert set(buf.entries) == {"a", "c"}
-    assert buf.events == 2
-    assert buf.partitions() == {P0}
-    assert buf.nbytes == sum(len(e[1].value() or b"") for e in buf.entries.values())
-    assert buf.split_actions() == (["a"], ["c"])
-    buf.acknowledge()
+    assert [e[5] for e in dropped] == [1]
+    assert actions(buf) == (["a"], ["c"])
+    assert (buf.add_bytes, buf.remove_bytes) == (member_size("a"), member_size("c"))
+    assert buf.holds_any({P0}) and not buf.holds_any({P1})
+    settle(list(buf.entries.values()))
     assert feed.tracker.commit_points([P0]) == {P0: 2}
-    assert feed.tracker.commit_points([P1]) == {P1: 0}  # the dropped events were never acked
+    assert feed.tracker.commit_points([P1]) == {P1: 0}  # the dropped winner was never settled
 
 
 def test_drop_partitions_of_untouched_partition_changes_nothing() -> None:
     buf = CohortBuffer("c", 0.0)
     Feed().batch(buf, [("a", True, P0), ("a", False, P0)])
-    before = (dict(buf.entries), dict(buf.ranges), buf.events)
-    assert buf.drop_partitions({P1}) == 0
-    assert (buf.entries, buf.ranges, buf.events) == before
-
-
-def test_drop_all_partitions_empties_the_buffer() -> None:
-    buf = CohortBuffer("c", 0.0)
-    Feed(P0, P1).batch(buf, [("a", True, P0), ("b", True, P1)])
-    assert buf.drop_partitions({P0, P1}) == 2
-    assert buf.entries == {}
-    assert buf.ranges == {}
-    assert buf.events == 0
-    assert buf.nbytes == 0
+    before = dict(buf.entries)
+    assert buf.drop_partitions({P1}) == []
+    assert buf.entries == before
 
 
 # --- due policy ---
@@ -265,25 +214,42 @@ def cohort(cid: str, opened_at: float | None, *, busy: bool = False, uids: int =
     return c
 
 
-def test_is_due_by_linger() -> None:
+def test_due_by_linger_sends_everything_when_not_scarce() -> None:
     c = cohort("a", 10.0)
-    assert not is_due(c, 10.999, linger_s=1.0, full_bytes=10**6)
-    assert is_due(c, 11.0, linger_s=1.0, full_bytes=10**6)
-    assert is_due(c, 10.0, linger_s=0.0, full_bytes=10**6)
+    assert due(c, 10.999, 1.0, 10**6, scarce=False) is None
+    assert due(c, 11.0, 1.0, 10**6, scarce=False) == Pick(c, Take.EVERYTHING)
 
 
-def test_is_due_when_full_by_bytes() -> None:
+def test_while_scarce_linger_does_not_make_a_partial_body_due() -> None:
+    c = cohort("a", 10.0)
+    assert due(c, 1e9, 1.0, 10**6, scarce=True) is None
+
+
+def test_a_full_body_is_due_at_once_but_only_full_bodies_go() -> None:
     c = cohort("a", 10.0, uids=10)
-    full = c.open.est_body_bytes if c.open else 0
-    assert is_due(c, 10.0, linger_s=100.0, full_bytes=full)
-    assert not is_due(c, 10.0, linger_s=100.0, full_bytes=full + 1)
+    full = c.open.add_bytes if c.open else 0
+    assert due(c, 10.0, 100.0, full, scarce=False) == Pick(c, Take.FULL_BODIES)
+    assert due(c, 10.0, 100.0, full, scarce=True) == Pick(c, Take.FULL_BODIES)
+    assert due(c, 10.0, 100.0, full + 1, scarce=True) is None
+    # lingered and caught up: everything
+    assert due(c, 200.0, 100.0, full, scarce=False) == Pick(c, Take.EVERYTHING)
+
+
+def test_forced_cohort_sends_everything_whatever_the_linger_or_backlog() -> None:
+    c = cohort("a", 10.0)
+    c.forced = True
+    assert due(c, 10.0, 100.0, 10**6, scarce=True) == Pick(c, Take.EVERYTHING)
 
 
 def test_busy_or_empty_cohort_is_never_due() -> None:
     busy = cohort("a", 0.0, busy=True, uids=1000)
-    assert not is_due(busy, 1e9, linger_s=0.0, full_bytes=1)
-    empty = cohort("b", None)
-    assert not is_due(empty, 1e9, linger_s=0.0, full_bytes=1)
+    busy.forced = True
+    assert due(busy, 1e9, 0.0, 1, scarce=False) is None
+    assert due(cohort("b", None), 1e9, 0.0, 1, scarce=False) is None
+
+
+def picked(pick: Pick | None) -> str | None:
+    return pick.cohort.cohort_id if pick is not None else None
 
 
 def test_pick_due_is_oldest_first_among_due() -> None:
@@ -295,37 +261,52 @@ def test_pick_due_is_oldest_first_among_due() -> None:
         cohort("middle", 5.0),
         cohort("none", None),
     ]
-    assert pick_due(cohorts, 10.0, linger_s=0.5, full_bytes=10**6) is cohorts[1]
+    assert picked(pick_due(cohorts, 10.0, 0.5, 10**6, scarce=False)) == "old"
     cohorts[1].busy = True
-    assert pick_due(cohorts, 10.0, linger_s=0.5, full_bytes=10**6) is cohorts[4]
+    assert picked(pick_due(cohorts, 10.0, 0.5, 10**6, scarce=False)) == "middle"
     cohorts[4].open = None
-    assert pick_due(cohorts, 10.0, linger_s=0.5, full_bytes=10**6) is cohorts[0]
+    assert picked(pick_due(cohorts, 10.0, 0.5, 10**6, scarce=False)) == "young"
     cohorts[0].busy = True
-    assert pick_due(cohorts, 10.0, linger_s=0.5, full_bytes=10**6) is None
+    assert pick_due(cohorts, 10.0, 0.5, 10**6, scarce=False) is None
 
 
 def test_pick_due_full_cohort_is_due_before_linger_but_older_due_goes_first() -> None:
     full = cohort("full", 9.99, uids=100)
-    full_bytes = full.open.est_body_bytes if full.open else 0
+    full_bytes = full.open.add_bytes if full.open else 0
     lingering = cohort("lingering", 1.0)
     fresh = cohort("fresh", 9.0)
-    assert pick_due([fresh, full], 10.0, 5.0, full_bytes) is full
-    assert pick_due([fresh, full, lingering], 10.0, 5.0, full_bytes) is lingering
+    pick = pick_due([fresh, full], 10.0, 5.0, full_bytes, scarce=False)
+    assert pick == Pick(full, Take.FULL_BODIES)
+    assert picked(pick_due([fresh, full, lingering], 10.0, 5.0, full_bytes, False)) == "lingering"
+    # with a backlog the lingering partial one waits: the full one goes
+    assert picked(pick_due([fresh, full, lingering], 10.0, 5.0, full_bytes, True)) == "full"
 
 
 def test_pick_due_none_starves_under_repeated_picking() -> None:
     """Served oldest-first, every due cohort is picked before any cohort that opened later."""
     cohorts = [cohort(f"c{i}", float(i)) for i in (5, 3, 8, 1, 9, 2)]
     served = []
-    now = 100.0
-    while (c := pick_due(cohorts, now, 1.0, 10**6)) is not None:
-        served.append(c.cohort_id)
-        c.open = None  # sealed and handed to the sender
+    while (pick := pick_due(cohorts, 100.0, 1.0, 10**6, scarce=False)) is not None:
+        served.append(pick.cohort.cohort_id)
+        pick.cohort.open = None  # sealed and handed to the sender
     assert served == ["c1", "c2", "c3", "c5", "c8", "c9"]
 
 
-def test_next_due_at() -> None:
-    assert next_due_at([], 1.0) is None
-    assert next_due_at([cohort("a", None), cohort("b", 0.0, busy=True)], 1.0) is None
+def test_pick_largest_is_the_idle_cohort_whose_larger_action_holds_most() -> None:
+    cohorts = [cohort("small", 1.0, uids=3), cohort("big-busy", 1.0, uids=50, busy=True),
+               cohort("big", 5.0, uids=20), cohort("none", None)]  # fmt: skip
+    assert pick_largest(cohorts) == Pick(cohorts[2], Take.LARGER_ACTION)
+    split = Cohort("split")  # 30 members in all, but 15 per action
+    split.open = CohortBuffer("split", 0.0)
+    Feed().batch(split.open, [(f"s-{i}", i % 2 == 0, P0) for i in range(30)])
+    assert pick_largest([*cohorts, split]) == Pick(cohorts[2], Take.LARGER_ACTION)
+    assert pick_largest([cohort("none", None)]) is None
+
+
+def test_next_due_at_is_the_next_linger_expiry_still_ahead() -> None:
+    assert next_due_at([], 0.0, 1.0) is None
+    assert next_due_at([cohort("a", None), cohort("b", 0.0, busy=True)], 0.0, 1.0) is None
     cohorts = [cohort("a", 7.0), cohort("b", 3.0, busy=True), cohort("c", 4.5), cohort("d", None)]
-    assert next_due_at(cohorts, 1.5) == pytest.approx(6.0)
+    assert next_due_at(cohorts, 0.0, 1.5) == pytest.approx(6.0)
+    # an expiry already past is no reason to wake (while scarce it is not due anyway)
+    assert next_due_at(cohorts, 6.5, 1.5) == pytest.approx(8.5)

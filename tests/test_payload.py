@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.payload import Body, Envelope, member_bytes, pack
+from streamer.payload import Body, Envelope, _pack_any, member_bytes, pack
 
 PARTNER = "cohort-streamer"
 MAX = 128_000
@@ -224,3 +224,22 @@ def test_pack_property(uids: list[str], extra: int, description: str | None, nam
     env = envelope(name=name, description=description)
     max_bytes = env.overhead + extra
     check_pack(uids, max_bytes, env=env, name=name, description=description)
+
+
+plain_uid = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7F), min_size=1, max_size=40)
+
+
+@given(
+    st.lists(plain_uid, unique=True, max_size=300),
+    st.integers(min_value=50, max_value=4000),
+    st.text(min_size=1, max_size=20),
+)
+@settings(max_examples=200, deadline=None)
+def test_bulk_packing_of_plain_uids_equals_packing_one_by_one(
+    uids: list[str], extra: int, name: str
+) -> None:
+    """The bulk path (ASCII; quotes and backslashes still escaped one by one) is byte-exact."""
+    env = envelope(name=name)
+    max_bytes = env.overhead + extra
+    assert pack(env, uids, max_bytes) == _pack_any(env, uids, max_bytes)
+    check_pack(uids, max_bytes, env=env, name=name)

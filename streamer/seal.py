@@ -1,0 +1,102 @@
+"""Sealing: what one delivery takes out of a cohort's buffer, packed into request bodies.
+
+Everything; or only the full bodies, when the last body of each action is left in the buffer
+(with any action that does not fill one body yet) to be filled by later events; or, under
+memory pressure, all of the action holding most. Each body
+carries the entries it settles, so offsets are released body by body, never for an event whose
+change the API has not accepted.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from streamer.batch import CohortBuffer, Entry, Take
+from streamer.payload import Envelope, pack
+
+
+class Parcel(NamedTuple):
+    """One request body and the winning events it applies, aligned with its uids."""
+
+    envelope: Envelope
+    data: bytes
+    uids: list[str]
+    entries: list[Entry]
+
+
+class Shipment:
+    """What one delivery of a cohort sends; `done` counts parcels settled, in order."""
+
+    __slots__ = ("cohort_id", "done", "parcels", "too_large")
+
+    def __init__(self, cohort_id: str, parcels: list[Parcel], too_large: list[Entry]) -> None:
+        self.cohort_id = cohort_id
+        self.parcels = parcels
+        self.too_large = too_large  # a uid that alone exceeds max_payload_bytes: to the DLQ
+        self.done = 0
+
+    @property
+    def members(self) -> int:
+        return sum(len(p.uids) for p in self.parcels) + len(self.too_large)
+
+
+def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipment:
+    """Take from `buf` what to send now; what stays is left in `buf`."""
+    adds: list[str] = []
+    add_entries: list[Entry] = []
+    removes: list[str] = []
+    remove_entries: list[Entry] = []
+    for uid, entry in buf.entries.items():
+        if entry[0]:
+            adds.append(uid)
+            add_entries.append(entry)
+        else:
+            removes.append(uid)
+            remove_entries.append(entry)
+    parcels: list[Parcel] = []
+    too_large: list[Entry] = []
+    kept: dict[str, Entry] = {}
+    larger_is_add = buf.add_bytes >= buf.remove_bytes
+    for action, uids, entries, sent in (
+        ("add_members", adds, add_entries, _sent(take, buf.add_bytes, max_bytes, larger_is_add)),
+        ("remove_members", removes, remove_entries,
+         _sent(take, buf.remove_bytes, max_bytes, not larger_is_add)),
+    ):  # fmt: skip
+        if not uids:
+            continue
+        if not sent:
+            kept.update(zip(uids, entries, strict=True))
+            continue
+        envelope = Envelope(action, partner, buf.cohort_id, buf.name, buf.description)
+        bodies, refused = pack(envelope, uids, max_bytes)
+        if refused:  # rare: then bodies are not contiguous slices of uids
+            by_uid = dict(zip(uids, entries, strict=True))
+            too_large += [by_uid[uid] for uid in refused]
+            pieces = [[by_uid[uid] for uid in body.uids] for body in bodies]
+        else:
+            pieces = _slices(entries, [len(body.uids) for body in bodies])
+        if take is Take.FULL_BODIES and bodies:
+            last, last_entries = bodies.pop(), pieces.pop()
+            kept.update(zip(last.uids, last_entries, strict=True))
+        parcels += [
+            Parcel(envelope, body.data, body.uids, piece)
+            for body, piece in zip(bodies, pieces, strict=True)
+        ]
+    buf.replace(kept)
+    return Shipment(buf.cohort_id, parcels, too_large)
+
+
+def _sent(take: Take, est_bytes: int, max_bytes: int, larger: bool) -> bool:
+    """Whether this action is (at least partly) sent: FULL_BODIES keeps the last body."""
+    if take is Take.FULL_BODIES:
+        return est_bytes >= max_bytes  # not one full body yet: all of it stays
+    return take is Take.EVERYTHING or larger
+
+
+def _slices(entries: list[Entry], lengths: list[int]) -> list[list[Entry]]:
+    out: list[list[Entry]] = []
+    start = 0
+    for length in lengths:
+        out.append(entries[start : start + length])
+        start += length
+    return out

@@ -1,0 +1,48 @@
+"""streamer/metrics.py: the bulk age histogram exposes what prometheus_client's would."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from streamer.metrics import AgeHistogram
+
+BUCKETS = (0.05, 0.1, 1, 2.5, 60, 3600)
+NOW_MS = 1_800_000_000_000
+
+
+def exposition(registry: CollectorRegistry) -> list[str]:
+    return [
+        line
+        for line in generate_latest(registry).decode().splitlines()
+        if line.startswith("age_seconds") and "_created" not in line
+    ]
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.integers(-5_000, 4_000_000) | st.sampled_from([0, 50, 100, 1000, 2500, 60_000]),
+            max_size=50,
+        ),
+        max_size=5,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_same_buckets_count_and_sum_as_observing_one_by_one(bodies: list[list[int]]) -> None:
+    """Ages in ms before now (negative: a clock ahead of ours), bucket edges included."""
+    ours, reference = CollectorRegistry(), CollectorRegistry()
+    bulk = AgeHistogram("age_seconds", "age", BUCKETS, ours)
+    single = Histogram("age_seconds", "age", buckets=BUCKETS, registry=reference)
+    for ages in bodies:
+        bulk.observe_since(NOW_MS, [NOW_MS - age for age in ages])
+        for age in ages:
+            single.observe(max(0, age) / 1000)
+    mine, theirs = exposition(ours), exposition(reference)
+    assert [line for line in mine if "_sum" not in line] == [
+        line for line in theirs if "_sum" not in line
+    ]
+    total = next(float(line.split()[1]) for line in mine if line.startswith("age_seconds_sum"))
+    expected = next(float(line.split()[1]) for line in theirs if "_sum" in line)
+    assert abs(total - expected) < 1e-6 * max(1.0, expected)
