@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import operator
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from streamer.batch import (
@@ -37,6 +39,8 @@ from streamer.send import Sender
 log = logging.getLogger(__name__)
 
 IDLE_TICK_SECONDS = 0.05
+_VALUE = operator.itemgetter(1)  # Entry fields (see streamer/batch.py)
+_RANGE = operator.itemgetter(3)
 
 
 class Pipeline:
@@ -55,10 +59,8 @@ class Pipeline:
         self.sending: set[Shipment] = set()
         self.buffered_events = 0
         self.buffered_bytes = 0
-        # set by the consume loop: a backlog waits in Kafka (send only full bodies) and whether
-        # consumption is paused above the high-water mark (memory, not the API, is the limit)
+        # set by the consume loop: a backlog waits in Kafka (send only full bodies)
         self.backlogged = False
-        self.pressured = False
         self._decoder = Decoder(settings.events, settings.batching.max_event_bytes)
         self._sender = sender
         self._limiter = limiter
@@ -165,14 +167,29 @@ class Pipeline:
                 continue
             await self._sleep_until_next_due(now)
 
+    @property
+    def over_high_water(self) -> bool:
+        """Memory, not the API, is the limit: consumption pauses (and may force partial bodies)."""
+        b = self.settings.batching
+        events, nbytes = self.buffered_events, self.buffered_bytes
+        return events > b.high_water_events or nbytes > b.high_water_bytes
+
+    def stalled(self) -> bool:
+        """Nothing in flight and no full body anywhere: memory held now is only remainders."""
+        if self.sending:
+            return False
+        full = self._full_bytes
+        buffers = [c.open for c in self.cohorts.values() if c.open is not None]
+        return not any(buf.has_full_body(full) for buf in buffers)
+
     def _pick(self, now: float) -> Pick | None:
         cohorts = self.cohorts.values()
         if self.flush_everything:
             return pick_due(cohorts, now, 0.0, self._full_bytes, scarce=False)
         pick = pick_due(cohorts, now, self._linger, self._full_bytes, scarce=self.backlogged)
-        if pick is None and self.pressured and not self.sending:
-            # paused above the high-water mark, nothing in flight to free memory and no full
-            # body anywhere: waiting cannot fill one, so the biggest remainder goes
+        if pick is None and self.over_high_water and self.stalled():
+            # above the high-water mark with only remainders held: waiting cannot fill a body,
+            # so the fullest remainder goes (just enough to get under it and consume again)
             pick = pick_largest(cohorts)
         return pick
 
@@ -224,13 +241,13 @@ class Pipeline:
             self._wake.set()
 
     def _settle(self, entries: list[Entry]) -> None:
-        """These winning events are applied (or dead-lettered): their offsets may be committed."""
-        released = 0
-        for entry in entries:
-            entry[3].pending -= 1
-            released += len(entry[1])
+        """These winning events are applied (or dead-lettered): their offsets may be committed.
+
+        Counted per range in C (a body holds thousands of events, from few ranges)."""
+        for rng, count in Counter(map(_RANGE, entries)).items():
+            rng.pending -= count
         self.buffered_events -= len(entries)
-        self.buffered_bytes -= released
+        self.buffered_bytes -= sum(map(len, map(_VALUE, entries)))
 
     # --- draining: shutdown and revoke ---
 

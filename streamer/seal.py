@@ -9,10 +9,14 @@ change the API has not accepted.
 
 from __future__ import annotations
 
+import operator
+from itertools import compress
 from typing import NamedTuple
 
 from streamer.batch import CohortBuffer, Entry, Take
 from streamer.payload import Envelope, pack
+
+_ADD = operator.itemgetter(0)  # Entry's add flag
 
 
 class Parcel(NamedTuple):
@@ -42,17 +46,7 @@ class Shipment:
 
 def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipment:
     """Take from `buf` what to send now; what stays is left in `buf`."""
-    adds: list[str] = []
-    add_entries: list[Entry] = []
-    removes: list[str] = []
-    remove_entries: list[Entry] = []
-    for uid, entry in buf.entries.items():
-        if entry[0]:
-            adds.append(uid)
-            add_entries.append(entry)
-        else:
-            removes.append(uid)
-            remove_entries.append(entry)
+    adds, add_entries, removes, remove_entries = _split_actions(buf.entries)
     parcels: list[Parcel] = []
     too_large: list[Entry] = []
     kept: dict[str, Entry] = {}
@@ -75,7 +69,7 @@ def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipmen
             pieces = [[by_uid[uid] for uid in body.uids] for body in bodies]
         else:
             pieces = _slices(entries, [len(body.uids) for body in bodies])
-        if take is Take.FULL_BODIES and bodies:
+        if _keeps_last(take, len(bodies)):
             last, last_entries = bodies.pop(), pieces.pop()
             kept.update(zip(last.uids, last_entries, strict=True))
         parcels += [
@@ -86,11 +80,41 @@ def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipmen
     return Shipment(buf.cohort_id, parcels, too_large)
 
 
+def _split_actions(
+    entries: dict[str, Entry],
+) -> tuple[list[str], list[Entry], list[str], list[Entry]]:
+    """(add uids, their entries, remove uids, their entries), in arrival order.
+
+    Built with C-level passes (map, compress) rather than a Python loop: this runs once per
+    member sent.
+    """
+    uids = list(entries)
+    held = list(entries.values())
+    is_add = list(map(_ADD, held))
+    if all(is_add):
+        return uids, held, [], []
+    is_remove = list(map(operator.not_, is_add))
+    return (
+        list(compress(uids, is_add)),
+        list(compress(held, is_add)),
+        list(compress(uids, is_remove)),
+        list(compress(held, is_remove)),
+    )
+
+
 def _sent(take: Take, est_bytes: int, max_bytes: int, larger: bool) -> bool:
     """Whether this action is (at least partly) sent: FULL_BODIES keeps the last body."""
     if take is Take.FULL_BODIES:
         return est_bytes >= max_bytes  # not one full body yet: all of it stays
     return take is Take.EVERYTHING or larger
+
+
+def _keeps_last(take: Take, bodies: int) -> bool:
+    """The last body is a remainder to keep filling; under memory pressure it goes too, unless
+    it trails a full one (a body just over the limit would otherwise send a few members)."""
+    if take is Take.FULL_BODIES:
+        return bodies > 0
+    return take is Take.LARGER_ACTION and bodies > 1
 
 
 def _slices(entries: list[Entry], lengths: list[int]) -> list[list[Entry]]:

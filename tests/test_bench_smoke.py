@@ -27,6 +27,7 @@ def test_bench_smoke_run_produces_a_sane_report(kafka_bootstrap: str, tmp_path: 
     assert catchup["exit_code"] == 0
     assert set(catchup["by_status"]) == {"200"}
     assert catchup["events_per_s"] > 0 and catchup["cpu_s_per_million"] > 0
+    assert catchup["floor_events_per_s"] > 0 and catchup["floor_cpu_s_per_million"] >= 0
     assert 0 < catchup["peak_rss_mb"] < 2000
     assert len(catchup["series"]["t"]) == len(catchup["series"]["committed"]) > 0
 
@@ -51,5 +52,6 @@ def test_bench_smoke_run_produces_a_sane_report(kafka_bootstrap: str, tmp_path: 
 
     assert {row["what"] for row in results["checks"]} >= {
         "catch-up CPU, streamer process",
+        "consume-only floor (librdkafka + Message objects)",
         "requests vs lower bound (budget)",
     }

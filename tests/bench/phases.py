@@ -166,7 +166,10 @@ def catchup(ctx: Context) -> tuple[dict[str, Any], Backlog]:
         if streamer is not None:
             streamer.close()
         emulator.stop()
+    # after the streamer has exited, so the two never share the CPU
+    floor = _floor(ctx, streamer.config, len(backlog))
     seconds, cpu = t1 - t0, cpu1 - cpu0
+    cpu_s_per_million = cpu / len(backlog) * 1e6
     return {
         "events": len(backlog),
         "cohorts": s.catchup_cohorts,
@@ -177,7 +180,9 @@ def catchup(ctx: Context) -> tuple[dict[str, Any], Backlog]:
         "seconds": seconds,
         "events_per_s": len(backlog) / seconds,
         "cpu_seconds": cpu,
-        "cpu_s_per_million": cpu / len(backlog) * 1e6,
+        "cpu_s_per_million": cpu_s_per_million,
+        **floor,
+        "above_floor_cpu_s_per_million": cpu_s_per_million - floor["floor_cpu_s_per_million"],
         "cpu_seconds_by_thread": {
             name: round(cpu - threads0.get(name, 0.0), 2) for name, cpu in threads1.items()
         },
@@ -191,6 +196,26 @@ def catchup(ctx: Context) -> tuple[dict[str, Any], Backlog]:
         "load_average": {"before": load_before, "after": load_after},
         "series": _series(observer, t0, consumed),
     }, backlog
+
+
+def _floor(ctx: Context, config: Path, events: int) -> dict[str, float]:
+    """A bare consumer (tests/bench/floor.py) with the streamer's settings on the same log."""
+    cmd = [
+        sys.executable, "-m", "tests.bench.floor", "--config", str(config), "--group", _group(),
+        "--events", str(events), "--timeout", str(ctx.sizes.timeout_s),
+    ]  # fmt: skip
+    done = subprocess.run(
+        cmd, cwd=rig.REPO, capture_output=True, text=True, timeout=ctx.sizes.timeout_s + 60
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"consume-only floor failed: {done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {
+        "floor_seconds": result["seconds"],
+        "floor_cpu_seconds": result["cpu_seconds"],
+        "floor_events_per_s": result["events"] / result["seconds"],
+        "floor_cpu_s_per_million": result["cpu_seconds"] / result["events"] * 1e6,
+    }
 
 
 def _series(

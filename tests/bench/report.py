@@ -18,6 +18,8 @@ Check = tuple[str, str, Callable[[dict[str, Any]], Any], Callable[[Any], bool], 
 CHECKS: tuple[Check, ...] = (
     ("catch-up CPU, streamer process", "<= 5 CPU-s / M events",
      lambda r: r["catchup"]["cpu_s_per_million"], lambda v: v <= 5, "{:.2f} CPU-s / M"),
+    ("consume-only floor (librdkafka + Message objects)", "(no target)",
+     lambda r: r["catchup"]["floor_cpu_s_per_million"], lambda v: True, "{:.2f} CPU-s / M"),
     ("catch-up throughput, end to end", ">= 100,000 events/s",
      lambda r: r["catchup"]["events_per_s"], lambda v: v >= 100_000, "{:,.0f} events/s"),
     ("throughput vs baseline", ">= 50x",
@@ -102,7 +104,10 @@ def _details(r: dict[str, Any]) -> list[str]:
             f"all committed: {c['seconds']:.2f} s, {c['cpu_seconds']:.2f} CPU-s in the streamer, "
             f"{c['requests']} requests {c['by_status']}, peak RSS {c['peak_rss_mb']:.0f} MB, "
             f"load average {_load(c['load_average']['before'])} -> "
-            f"{_load(c['load_average']['after'])}.",
+            f"{_load(c['load_average']['after'])}. A bare consumer with the same settings reading "
+            f"the same log costs {c['floor_cpu_s_per_million']:.2f} CPU-s per million events "
+            f"({c['floor_events_per_s']:,.0f} events/s); the streamer's own work is the remaining "
+            f"{c['above_floor_cpu_s_per_million']:.2f}.",
             "",
         ]
     if "baseline" in r:

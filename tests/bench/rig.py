@@ -156,6 +156,7 @@ class Streamer:
         self, workdir: Path, name: str, settings: dict[str, Any], profile: str | None = None
     ) -> None:
         config = write_config(workdir / f"{name}.yaml", settings)
+        self.config = config  # what the consume-only floor reads its consumer settings from
         self.port: int = settings["server"]["port"]
         env = {"MOENGAGE_WORKSPACE_ID": WORKSPACE_ID, "MOENGAGE_API_KEY": API_KEY}
         self._spy: subprocess.Popen[bytes] | None = None
