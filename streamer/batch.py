@@ -33,10 +33,12 @@ class SourceMessage(Protocol):
 
 
 # The winning event of one uid, a plain tuple (built once per event, the cheapest object):
-# (add, message value, event time in epoch ms, its PendingRange, message key, offset).
-# The range is settled on the API's answer or the DLQ's confirmation. The Message object itself
-# is not kept: it is ~275 bytes per buffered event more, and the DLQ needs only these fields.
-Entry = tuple[bool, bytes, int, PendingRange, bytes | None, int]
+# (add, message value, event time in epoch ms, its PendingRange, message key, offset, value
+# size). The range is settled on the API's answer or the DLQ's confirmation. The Message object
+# itself is not kept: it is ~275 bytes per buffered event more, and the DLQ needs only these
+# fields. The size is kept, though len(value) would give it: settling then reads only the tuple,
+# not thousands of value objects scattered in memory.
+Entry = tuple[bool, bytes, int, PendingRange, bytes | None, int, int]
 
 
 class CohortBuffer:

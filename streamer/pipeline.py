@@ -39,8 +39,8 @@ from streamer.send import Sender
 log = logging.getLogger(__name__)
 
 IDLE_TICK_SECONDS = 0.05
-_VALUE = operator.itemgetter(1)  # Entry fields (see streamer/batch.py)
-_RANGE = operator.itemgetter(3)
+_RANGE = operator.itemgetter(3)  # Entry fields (see streamer/batch.py)
+_SIZE = operator.itemgetter(6)
 
 
 class Pipeline:
@@ -103,9 +103,10 @@ class Pipeline:
             previous = msg
             value = msg.value() or b""  # a tombstone (None) is refused like an empty value
             change = decode(value)
-            nbytes += len(value)
+            size = len(value)
+            nbytes += size
             if isinstance(change, Rejection):
-                self._dead_letter(msg, change, rng, len(value))
+                self._dead_letter(msg, change, rng, size)
                 continue
             add, cohort_id, name, description, uid, ts_ms = change
             cohort = cohorts.get(cohort_id)
@@ -117,10 +118,10 @@ class Pipeline:
                 buf.description = description
             if ts_ms is None:  # an event without its own time is timed from Kafka's
                 ts_ms = msg.timestamp()[1]
-            old = buf.put(uid, (add, value, ts_ms, rng, msg.key(), msg.offset()))
+            old = buf.put(uid, (add, value, ts_ms, rng, msg.key(), msg.offset(), size))
             if old is not None:  # settled by put(): its winner is held (see streamer/batch.py)
                 coalesced += 1
-                released_bytes += len(old[1])
+                released_bytes += old[6]
         _close_run(rng, in_run, previous)
         self.tracker.consumed(runs)
         for run in runs:
@@ -247,7 +248,7 @@ class Pipeline:
         for rng, count in Counter(map(_RANGE, entries)).items():
             rng.pending -= count
         self.buffered_events -= len(entries)
-        self.buffered_bytes -= sum(map(len, map(_VALUE, entries)))
+        self.buffered_bytes -= sum(map(_SIZE, entries))
 
     # --- draining: shutdown and revoke ---
 
@@ -286,7 +287,7 @@ class Pipeline:
                 continue
             dropped = buf.drop_partitions(partitions)
             self.buffered_events -= len(dropped)
-            self.buffered_bytes -= sum(len(entry[1]) for entry in dropped)
+            self.buffered_bytes -= sum(map(_SIZE, dropped))
             if not buf.entries:
                 cohort.open = None
 

@@ -80,7 +80,9 @@ class Feed:
             rng.pending += 1
             rng.last = offset
             value = f'{{"uid":"{uid}","action":"{"enter" if add else "exit"}"}}'.encode()
-            entry: Entry = (add, value, 1_700_000_000_000 + offset, rng, uid.encode(), offset)
+            entry: Entry = (
+                add, value, 1_700_000_000_000 + offset, rng, uid.encode(), offset, len(value)
+            )
             superseded.append(buf.put(uid, entry))
         self.tracker.consumed(ranges.values())
         return superseded
@@ -119,7 +121,8 @@ def test_latest_action_per_uid_wins() -> None:
 def test_winner_keeps_the_latest_message_and_put_returns_the_superseded_one() -> None:
     buf = CohortBuffer("c", 0.0)
     superseded = Feed().batch(buf, [("u", True, P0), ("v", True, P0), ("u", False, P0)])
-    add, value, ts, _rng, key, offset = buf.entries["u"]
+    add, value, ts, _rng, key, offset, size = buf.entries["u"]
+    assert size == len(value)
     assert (add, offset, ts, key) == (False, 2, 1_700_000_000_002, b"u")
     assert b'"exit"' in value
     old = superseded[2]
