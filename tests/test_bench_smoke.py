@@ -6,10 +6,11 @@ phase (final state, no 429, nothing lost, clean exits), never a speed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
-from tests.bench import run
+from tests.bench import micro, run
 
 
 def test_bench_smoke_run_produces_a_sane_report(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -55,3 +56,10 @@ def test_bench_smoke_run_produces_a_sane_report(kafka_bootstrap: str, tmp_path: 
         "consume-only floor (librdkafka + Message objects)",
         "requests vs lower bound (budget)",
     }
+
+
+def test_micro_benchmark_runs_and_settles_every_event() -> None:
+    """The per-event microbenchmark (no Kafka): every ingested event is settled, figures > 0."""
+    result = asyncio.run(micro.main(events=3000, repeat=1))
+    assert result["ingest_us_per_event"] > 0
+    assert result["seal_settle_us_per_event"] > 0
