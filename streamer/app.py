@@ -196,6 +196,7 @@ class Streamer:
     def _update_gauges(self) -> None:
         m, p = self.metrics, self.pipeline
         m.buffered_events.set(p.buffered_events)
+        m.catching_up.set(1 if p.backlogged else 0)
         m.buffered_bytes.set(p.buffered_bytes)
         m.buffered_cohorts.set(sum(1 for c in p.cohorts.values() if c.open is not None))
         m.assigned_partitions.set(len(p.tracker.assigned()))

@@ -147,6 +147,17 @@ class Metrics:
             _LATENCY_BUCKETS,
             r,
         )
+        self.catching_up = Gauge(
+            f"{p}_catching_up",
+            "1 while a backlog waits in Kafka: cohorts send only full bodies",
+            registry=r,
+        )
+        self.memory_flushes = Counter(
+            f"{p}_memory_flushes",
+            "Requests sent before their body was full because buffered events reached the "
+            "high-water mark (raise batching.high_water_events if this grows while catching up)",
+            registry=r,
+        )
         self.rebalances = Counter(
             f"{p}_rebalances", "Partition assignment changes", ["kind"], registry=r
         )

@@ -209,6 +209,8 @@ class Pipeline:
         shipment = seal(buf, self.settings.moengage.partner, self._full_bytes, pick.take)
         if pick.take is Take.EVERYTHING:
             cohort.forced = False
+        elif pick.take is Take.LARGER_ACTION:
+            self._metrics.memory_flushes.inc(len(shipment.parcels))
         if not buf.entries:
             cohort.open = None
         if not shipment.parcels and not shipment.too_large:

@@ -389,7 +389,7 @@ def test_dashboard_panels_cover_what_operators_watch() -> None:
         "Body fill",
         "Rate-limit budget",
         "Rate-limiter wait p50 / p99",
-        "Buffered events",
+        "Buffered events and catch-up",
         "Buffered bytes",
         "Partitions and in-flight requests",
         "Consumer lag per partition",
