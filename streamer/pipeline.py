@@ -56,7 +56,7 @@ class Pipeline:
         self.settings = settings
         self.tracker = OffsetTracker()
         self.cohorts: dict[str, Cohort] = {}
-        self.sending: set[Shipment] = set()
+        self.sending: dict[Shipment, tuple[Cohort, asyncio.Task[None]]] = {}
         self.buffered_events = 0
         self.buffered_bytes = 0
         # set by the consume loop: a backlog waits in Kafka (send only full bodies)
@@ -216,10 +216,10 @@ class Pipeline:
         if not shipment.parcels and not shipment.too_large:
             return
         cohort.busy = True
-        self.sending.add(shipment)
         task = asyncio.create_task(
             self._deliver(cohort, shipment), name=f"deliver-{cohort.cohort_id}"
         )
+        self.sending[shipment] = (cohort, task)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -239,7 +239,7 @@ class Pipeline:
                     log.exception("delivery of cohort %s failed; retrying", cohort.cohort_id)
                     await asyncio.sleep(1)
         finally:
-            self.sending.discard(shipment)
+            self.sending.pop(shipment, None)
             cohort.busy = False
             self._wake.set()
 
@@ -281,6 +281,41 @@ class Pipeline:
             if buf is not None and (partitions is None or buf.holds_any(partitions)):
                 cohort.forced = True
 
+    async def _abandon(self, partitions: set[TopicPartition]) -> None:
+        """Stop deliveries holding events of partitions about to be released.
+
+        Their new owner sends those events again; a request of ours still retrying could land
+        after the new owner's, and undo a later change. The other events of a stopped delivery
+        go back to their cohort's buffer (unsettled, so nothing is committed past them).
+        """
+        stopped = [
+            (shipment, cohort, task)
+            for shipment, (cohort, task) in self.sending.items()
+            if any(entry[3].tp in partitions for entry in shipment.unsettled())
+        ]
+        for _shipment, _cohort, task in stopped:
+            task.cancel()
+        await asyncio.gather(*(task for *_, task in stopped), return_exceptions=True)
+        for shipment, cohort, _task in stopped:
+            self._requeue(cohort, shipment, partitions)
+
+    def _requeue(self, cohort: Cohort, shipment: Shipment, released: set[TopicPartition]) -> None:
+        buf = cohort.open
+        if buf is None:
+            buf = cohort.open = CohortBuffer(cohort.cohort_id, self._clock())
+        dropped: list[Entry] = []
+        for uid, entry in shipment.unsettled_by_uid():
+            if entry[3].tp in released:
+                dropped.append(entry)  # redelivered to the new owner
+            elif uid in buf.entries:
+                self._settle([entry])  # a later event of this uid is held: it wins
+            else:
+                buf.put(uid, entry)
+        self.buffered_events -= len(dropped)
+        self.buffered_bytes -= sum(map(_SIZE, dropped))
+        if not buf.entries:
+            cohort.open = None
+
     def drop(self, partitions: set[TopicPartition]) -> None:
         """Forget buffered events of partitions we no longer own (redelivered to the new owner)."""
         for cohort in self.cohorts.values():
@@ -309,6 +344,7 @@ class Pipeline:
             self.drop(revoked)
         elif not await self.drain(revoked, deadline):
             log.warning("revoke deadline passed; uncommitted changes will be redelivered")
+            await self._abandon(revoked)
             self.drop(revoked)
         points = self.tracker.commit_points(partitions)
         self.tracker.forget(partitions)

@@ -33,22 +33,30 @@ class Shipment:
 
     __slots__ = ("cohort_id", "done", "parcels", "too_large")
 
-    def __init__(self, cohort_id: str, parcels: list[Parcel], too_large: list[Entry]) -> None:
+    def __init__(
+        self, cohort_id: str, parcels: list[Parcel], too_large: list[tuple[str, Entry]]
+    ) -> None:
         self.cohort_id = cohort_id
         self.parcels = parcels
-        self.too_large = too_large  # a uid that alone exceeds max_payload_bytes: to the DLQ
+        self.too_large = too_large  # (uid, entry) alone over max_payload_bytes: to the DLQ
         self.done = 0
 
-    @property
-    def members(self) -> int:
-        return sum(len(p.uids) for p in self.parcels) + len(self.too_large)
+    def unsettled_by_uid(self) -> list[tuple[str, Entry]]:
+        """(uid, entry) of every event not settled yet (a stopped delivery requeues them)."""
+        pending = [
+            pair for p in self.parcels[self.done :] for pair in zip(p.uids, p.entries, strict=True)
+        ]
+        return pending + self.too_large
+
+    def unsettled(self) -> list[Entry]:
+        return [entry for _uid, entry in self.unsettled_by_uid()]
 
 
 def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipment:
     """Take from `buf` what to send now; what stays is left in `buf`."""
     adds, add_entries, removes, remove_entries = _split_actions(buf.entries)
     parcels: list[Parcel] = []
-    too_large: list[Entry] = []
+    too_large: list[tuple[str, Entry]] = []
     kept: dict[str, Entry] = {}
     larger_is_add = buf.add_bytes >= buf.remove_bytes
     for action, uids, entries, sent in (
@@ -65,7 +73,7 @@ def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipmen
         bodies, refused = pack(envelope, uids, max_bytes)
         if refused:  # rare: then bodies are not contiguous slices of uids
             by_uid = dict(zip(uids, entries, strict=True))
-            too_large += [by_uid[uid] for uid in refused]
+            too_large += [(uid, by_uid[uid]) for uid in refused]
             pieces = [[by_uid[uid] for uid in body.uids] for body in bodies]
         else:
             pieces = _slices(entries, [len(body.uids) for body in bodies])

@@ -82,10 +82,11 @@ class Sender:
         Safe to call again after an exception: settled parcels are skipped, and an unsettled
         one is sent again whole (add and remove are idempotent).
         """
-        if shipment.too_large and shipment.done == 0:
+        if shipment.too_large:
+            refused = [entry for _uid, entry in shipment.too_large]
             detail = "a request with this uid alone exceeds max_payload_bytes"
-            await self._reject(shipment.cohort_id, shipment.too_large, "event_too_large", detail)
-            settle(shipment.too_large)
+            await self._reject(shipment.cohort_id, refused, "event_too_large", detail)
+            settle(refused)
             shipment.too_large = []
         while shipment.done < len(shipment.parcels):
             parcel = shipment.parcels[shipment.done]

@@ -103,7 +103,7 @@ def test_a_uid_too_large_for_any_body_is_set_aside_and_the_rest_still_sent() -> 
     buf = CohortBuffer("c", 0.0)
     Feed().batch(buf, [("a", True, P0), ("x" * 3000, True, P0), ("b", True, P0)])
     shipment = seal(buf, PARTNER, 2000, Take.EVERYTHING)
-    assert [e[5] for e in shipment.too_large] == [1]
+    assert [(uid[0], e[5]) for uid, e in shipment.too_large] == [("x", 1)]
     assert sent_uids(shipment) == ["a", "b"]
     check_aligned(shipment)
 
