@@ -42,16 +42,18 @@ Entry = tuple[bool, bytes, int, PendingRange, bytes | None, int, int]
 
 
 class CohortBuffer:
-    """The coalesced changes of one cohort that are not being sent yet."""
+    """The coalesced changes of one cohort that are not being sent yet, one dict per action (a
+    seal of one action then never walks the other's entries)."""
 
-    __slots__ = ("add_bytes", "cohort_id", "description", "entries", "name", "opened_at",
-                 "remove_bytes")  # fmt: skip
+    __slots__ = ("add_bytes", "adds", "cohort_id", "description", "name", "opened_at",
+                 "remove_bytes", "removes")  # fmt: skip
 
     def __init__(self, cohort_id: str, opened_at: float) -> None:
         self.cohort_id = cohort_id
         self.name = cohort_id
         self.description: str | None = None
-        self.entries: dict[str, Entry] = {}
+        self.adds: dict[str, Entry] = {}
+        self.removes: dict[str, Entry] = {}
         # per action, a lower bound of its members' bytes in a body (len(uid) never exceeds the
         # escaped UTF-8): above max_payload_bytes the action surely fills one body
         self.add_bytes = 0
@@ -60,25 +62,39 @@ class CohortBuffer:
 
     def put(self, uid: str, entry: Entry) -> Entry | None:
         """Hold one event; returns the entry it superseded, which is settled now."""
-        entries = self.entries
-        old = entries.setdefault(uid, entry)  # one dict operation for a uid not held yet
-        if old is entry:
-            if entry[0]:
-                self.add_bytes += len(uid) + MEMBER_OVERHEAD
-            else:
-                self.remove_bytes += len(uid) + MEMBER_OVERHEAD
-            return None
-        entries[uid] = entry
-        old[3].pending -= 1
-        if old[0] is not entry[0]:  # the uid moved to the other action's body
-            size = len(uid) + MEMBER_OVERHEAD
-            if entry[0]:
-                self.add_bytes += size
+        if entry[0]:
+            own, other = self.adds, self.removes
+        else:
+            own, other = self.removes, self.adds
+        old = own.setdefault(uid, entry)  # one dict operation for a uid new to this action
+        if old is not entry:  # the same action again: the later event wins
+            own[uid] = entry
+            old[3].pending -= 1
+            return old
+        size = len(uid) + MEMBER_OVERHEAD
+        moved: Entry | None = other.pop(uid, None) if other else None
+        if entry[0]:
+            self.add_bytes += size
+            if moved is not None:
                 self.remove_bytes -= size
-            else:
+        else:
+            self.remove_bytes += size
+            if moved is not None:
                 self.add_bytes -= size
-                self.remove_bytes += size
-        return old
+        if moved is not None:  # the uid moved from the other action
+            moved[3].pending -= 1
+        return moved
+
+    @property
+    def entries(self) -> dict[str, Entry]:
+        """Every held uid (a copy: adds, then removes)."""
+        return {**self.adds, **self.removes}
+
+    def __len__(self) -> int:
+        return len(self.adds) + len(self.removes)
+
+    def __contains__(self, uid: str) -> bool:
+        return uid in self.adds or uid in self.removes
 
     def has_full_body(self, max_bytes: int) -> bool:
         return self.add_bytes >= max_bytes or self.remove_bytes >= max_bytes
@@ -87,31 +103,27 @@ class CohortBuffer:
     def est_bytes(self) -> int:
         return self.add_bytes + self.remove_bytes
 
-    def replace(self, kept: dict[str, Entry]) -> None:
-        """Hold only `kept` (what a partial seal left), with the byte estimates to match."""
-        self.entries = kept
-        self.add_bytes = self.remove_bytes = 0
-        for uid, entry in kept.items():
-            if entry[0]:
-                self.add_bytes += len(uid) + MEMBER_OVERHEAD
-            else:
-                self.remove_bytes += len(uid) + MEMBER_OVERHEAD
+    def keep(self, add: bool, kept: dict[str, Entry]) -> None:
+        """Hold only `kept` of one action (what a seal left), with its byte estimate."""
+        size = sum(map(len, kept)) + MEMBER_OVERHEAD * len(kept)
+        if add:
+            self.adds, self.add_bytes = kept, size
+        else:
+            self.removes, self.remove_bytes = kept, size
 
     def drop_partitions(self, lost: set[TopicPartition]) -> list[Entry]:
         """Forget events of lost partitions (redelivered to the new owner); returns them."""
-        kept: dict[str, Entry] = {}
         dropped: list[Entry] = []
-        for uid, entry in self.entries.items():
-            if entry[3].tp in lost:
-                dropped.append(entry)
-            else:
-                kept[uid] = entry
-        if dropped:
-            self.replace(kept)
+        for add, held in ((True, self.adds), (False, self.removes)):
+            gone = [entry for entry in held.values() if entry[3].tp in lost]
+            if gone:
+                dropped += gone
+                self.keep(add, {u: e for u, e in held.items() if e[3].tp not in lost})
         return dropped
 
     def holds_any(self, partitions: set[TopicPartition]) -> bool:
-        return any(entry[3].tp in partitions for entry in self.entries.values())
+        held = (*self.adds.values(), *self.removes.values())
+        return any(entry[3].tp in partitions for entry in held)
 
 
 class Cohort:

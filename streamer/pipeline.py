@@ -211,7 +211,7 @@ class Pipeline:
             cohort.forced = False
         elif pick.take is Take.LARGER_ACTION:
             self._metrics.memory_flushes.inc(len(shipment.parcels))
-        if not buf.entries:
+        if not len(buf):
             cohort.open = None
         if not shipment.parcels and not shipment.too_large:
             return
@@ -307,13 +307,13 @@ class Pipeline:
         for uid, entry in shipment.unsettled_by_uid():
             if entry[3].tp in released:
                 dropped.append(entry)  # redelivered to the new owner
-            elif uid in buf.entries:
+            elif uid in buf:
                 self._settle([entry])  # a later event of this uid is held: it wins
             else:
                 buf.put(uid, entry)
         self.buffered_events -= len(dropped)
         self.buffered_bytes -= sum(map(_SIZE, dropped))
-        if not buf.entries:
+        if not len(buf):
             cohort.open = None
 
     def drop(self, partitions: set[TopicPartition]) -> None:
@@ -325,7 +325,7 @@ class Pipeline:
             dropped = buf.drop_partitions(partitions)
             self.buffered_events -= len(dropped)
             self.buffered_bytes -= sum(map(_SIZE, dropped))
-            if not buf.entries:
+            if not len(buf):
                 cohort.open = None
 
     # --- RebalanceHandler ---

@@ -9,14 +9,10 @@ change the API has not accepted.
 
 from __future__ import annotations
 
-import operator
-from itertools import compress
 from typing import NamedTuple
 
 from streamer.batch import CohortBuffer, Entry, Take
 from streamer.payload import Envelope, pack
-
-_ADD = operator.itemgetter(0)  # Entry's add flag
 
 
 class Parcel(NamedTuple):
@@ -54,60 +50,34 @@ class Shipment:
 
 def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipment:
     """Take from `buf` what to send now; what stays is left in `buf`."""
-    adds, add_entries, removes, remove_entries = _split_actions(buf.entries)
     parcels: list[Parcel] = []
     too_large: list[tuple[str, Entry]] = []
-    kept: dict[str, Entry] = {}
     larger_is_add = buf.add_bytes >= buf.remove_bytes
-    for action, uids, entries, sent in (
-        ("add_members", adds, add_entries, _sent(take, buf.add_bytes, max_bytes, larger_is_add)),
-        ("remove_members", removes, remove_entries,
-         _sent(take, buf.remove_bytes, max_bytes, not larger_is_add)),
-    ):  # fmt: skip
-        if not uids:
-            continue
-        if not sent:
-            kept.update(zip(uids, entries, strict=True))
-            continue
+    for action, add, held, est in (
+        ("add_members", True, buf.adds, buf.add_bytes),
+        ("remove_members", False, buf.removes, buf.remove_bytes),
+    ):
+        if not held or not _sent(take, est, max_bytes, larger_is_add is add):
+            continue  # nothing of this action goes: it stays as it is, untouched
+        uids = list(held)
+        entries = list(held.values())
         envelope = Envelope(action, partner, buf.cohort_id, buf.name, buf.description)
         bodies, refused = pack(envelope, uids, max_bytes)
         if refused:  # rare: then bodies are not contiguous slices of uids
-            by_uid = dict(zip(uids, entries, strict=True))
-            too_large += [(uid, by_uid[uid]) for uid in refused]
-            pieces = [[by_uid[uid] for uid in body.uids] for body in bodies]
+            too_large += [(uid, held[uid]) for uid in refused]
+            pieces = [[held[uid] for uid in body.uids] for body in bodies]
         else:
             pieces = _slices(entries, [len(body.uids) for body in bodies])
+        kept: dict[str, Entry] = {}
         if _keeps_last(take, len(bodies)):
             last, last_entries = bodies.pop(), pieces.pop()
-            kept.update(zip(last.uids, last_entries, strict=True))
+            kept = dict(zip(last.uids, last_entries, strict=True))
+        buf.keep(add, kept)
         parcels += [
             Parcel(envelope, body.data, body.uids, piece)
             for body, piece in zip(bodies, pieces, strict=True)
         ]
-    buf.replace(kept)
     return Shipment(buf.cohort_id, parcels, too_large)
-
-
-def _split_actions(
-    entries: dict[str, Entry],
-) -> tuple[list[str], list[Entry], list[str], list[Entry]]:
-    """(add uids, their entries, remove uids, their entries), in arrival order.
-
-    Built with C-level passes (map, compress) rather than a Python loop: this runs once per
-    member sent.
-    """
-    uids = list(entries)
-    held = list(entries.values())
-    is_add = list(map(_ADD, held))
-    if all(is_add):
-        return uids, held, [], []
-    is_remove = list(map(operator.not_, is_add))
-    return (
-        list(compress(uids, is_add)),
-        list(compress(held, is_add)),
-        list(compress(uids, is_remove)),
-        list(compress(held, is_remove)),
-    )
 
 
 def _sent(take: Take, est_bytes: int, max_bytes: int, larger: bool) -> bool:

@@ -173,11 +173,13 @@ def test_has_full_body_per_action_not_in_total() -> None:
     assert buf.est_bytes > two + 1
 
 
-def test_replace_recomputes_the_estimates() -> None:
+def test_keep_one_action_recomputes_its_estimate_only() -> None:
     buf = CohortBuffer("c", 0.0)
     Feed().batch(buf, [("a", True, P0), ("bb", True, P0), ("r", False, P0)])
-    buf.replace({"bb": buf.entries["bb"]})
-    assert (buf.add_bytes, buf.remove_bytes) == (member_size("bb"), 0)
+    buf.keep(True, {"bb": buf.adds["bb"]})
+    assert (buf.add_bytes, buf.remove_bytes) == (member_size("bb"), member_size("r"))
+    assert actions(buf) == (["bb"], ["r"])
+    assert len(buf) == 2 and "r" in buf and "a" not in buf
 
 
 # --- dropping lost partitions ---
