@@ -90,17 +90,18 @@ class Pipeline:
         rng = _NO_RUN
         run_topic, run_partition, in_run = "", -1, 0
         coalesced = nbytes = released_bytes = 0
-        previous: SourceMessage | None = None
+        last = -1  # offset of the previous message
         for msg in messages:
             partition = msg.partition()
             topic = msg.topic()
+            offset = msg.offset()
             if partition != run_partition or topic != run_topic:
-                _close_run(rng, in_run, previous)
+                _close_run(rng, in_run, last)
                 run_topic, run_partition, in_run = topic, partition, 0
-                rng = self.tracker.track((topic, partition), msg.offset(), msg.offset(), 0)
+                rng = self.tracker.track((topic, partition), offset, offset, 0)
                 runs.append(rng)
             in_run += 1
-            previous = msg
+            last = offset
             value = msg.value() or b""  # a tombstone (None) is refused like an empty value
             change = decode(value)
             size = len(value)
@@ -118,11 +119,11 @@ class Pipeline:
                 buf.description = description
             if ts_ms is None:  # an event without its own time is timed from Kafka's
                 ts_ms = msg.timestamp()[1]
-            old = buf.put(uid, (add, value, ts_ms, rng, msg.key(), msg.offset(), size))
+            old = buf.put(uid, (add, value, ts_ms, rng, msg.key(), offset, size))
             if old is not None:  # settled by put(): its winner is held (see streamer/batch.py)
                 coalesced += 1
                 released_bytes += old[6]
-        _close_run(rng, in_run, previous)
+        _close_run(rng, in_run, last)
         self.tracker.consumed(runs)
         for run in runs:
             self._metrics.events_consumed.labels(run.tp[0]).inc(run.count)
@@ -249,6 +250,10 @@ class Pipeline:
         Counted per range in C (a body holds thousands of events, from few ranges)."""
         for rng, count in Counter(map(_RANGE, entries)).items():
             rng.pending -= count
+        self._release(entries)
+
+    def _release(self, entries: list[Entry]) -> None:
+        """These entries are no longer held in memory (settled, or dropped for a new owner)."""
         self.buffered_events -= len(entries)
         self.buffered_bytes -= sum(map(_SIZE, entries))
 
@@ -311,8 +316,7 @@ class Pipeline:
                 self._settle([entry])  # a later event of this uid is held: it wins
             else:
                 buf.put(uid, entry)
-        self.buffered_events -= len(dropped)
-        self.buffered_bytes -= sum(map(_SIZE, dropped))
+        self._release(dropped)
         if not len(buf):
             cohort.open = None
 
@@ -322,9 +326,7 @@ class Pipeline:
             buf = cohort.open
             if buf is None:
                 continue
-            dropped = buf.drop_partitions(partitions)
-            self.buffered_events -= len(dropped)
-            self.buffered_bytes -= sum(map(_SIZE, dropped))
+            self._release(buf.drop_partitions(partitions))
             if not len(buf):
                 cohort.open = None
 
@@ -366,12 +368,12 @@ class Pipeline:
 _NO_RUN = PendingRange(("", -1), 0, 0, 0)
 
 
-def _close_run(rng: PendingRange, count: int, last: SourceMessage | None) -> None:
-    """A run of one partition ended at `last`: its `count` events are now pending."""
-    if last is not None:
+def _close_run(rng: PendingRange, count: int, last: int) -> None:
+    """A run of one partition ended at offset `last`: its `count` events are now pending."""
+    if count:
         rng.pending += count
         rng.count = count
-        rng.last = last.offset()
+        rng.last = last
 
 
 def _show(partitions: list[TopicPartition]) -> str:

@@ -18,6 +18,8 @@ import psutil
 import requests
 from confluent_kafka import Consumer
 
+from tests.bench.rig import process_cpu_seconds
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser()
@@ -47,7 +49,7 @@ def main(argv: list[str]) -> int:
         if msg is None or msg.error() is not None:
             continue
         if done == 0:
-            started, cpu_started = time.monotonic(), _cpu(me)
+            started, cpu_started = time.monotonic(), process_cpu_seconds(me)
         event = json.loads(msg.value())
         body = {
             "action": "add_members" if event["action"] == "enter" else "remove_members",
@@ -62,15 +64,11 @@ def main(argv: list[str]) -> int:
             time.sleep(0.1)  # retry until accepted, like any careful afternoon script
         consumer.commit(message=msg, asynchronous=False)
         done += 1
-    seconds, cpu = time.monotonic() - started, _cpu(me) - cpu_started
+    seconds, cpu = time.monotonic() - started, process_cpu_seconds(me) - cpu_started
     consumer.close()
     print(json.dumps({"events": done, "seconds": seconds, "cpu_seconds": cpu}))
     return 0
 
-
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer
 
 from streamer.config import load_settings
 from streamer.source import consumer_settings
+from tests.bench.rig import process_cpu_seconds
 
 
 def main(argv: list[str]) -> int:
@@ -44,23 +45,18 @@ def main(argv: list[str]) -> int:
         if not done:
             # taken before every call until data comes: the start includes the first fetch, as
             # the streamer's does (its last look before the first consumed batch)
-            started, cpu_started = time.monotonic(), _cpu(me)
+            started, cpu_started = time.monotonic(), process_cpu_seconds(me)
         if time.monotonic() > deadline:
             raise SystemExit(f"floor: read {done} of {args.events} in {args.timeout:g}s")
         for msg in consumer.consume(kafka.consume_batch_size, 0.1):
             if msg.error() is None:
                 msg.value()
                 done += 1
-    seconds, cpu = time.monotonic() - started, _cpu(me) - cpu_started
+    seconds, cpu = time.monotonic() - started, process_cpu_seconds(me) - cpu_started
     consumer.close()
     print(json.dumps({"events": done, "seconds": seconds, "cpu_seconds": cpu}))
     return 0
 
-
-def _cpu(process: psutil.Process) -> float:
-    """User + system CPU of this process, all threads (librdkafka's included)."""
-    times = process.cpu_times()
-    return float(times.user + times.system)
 
 
 if __name__ == "__main__":

@@ -183,9 +183,7 @@ class Streamer:
         return self.metric("cohort_streamer_events_consumed_total")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the streamer process (all its threads, librdkafka's included)."""
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
+        return process_cpu_seconds(self.process)
 
     def cpu_by_thread(self) -> dict[str, float]:
         """CPU seconds per thread name: librdkafka names its threads rdk:*; Python's threads are
@@ -324,6 +322,12 @@ class CommitProbe:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def process_cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU of a process, all its threads (librdkafka's included)."""
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, poll: float) -> None:
