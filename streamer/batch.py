@@ -15,10 +15,11 @@ import enum
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
+from streamer import _fastpath
 from streamer.offsets import PendingRange, TopicPartition
 
 # bytes one member adds to a body beyond its uid: {"uid":""} plus the separating comma
-MEMBER_OVERHEAD = 11
+MEMBER_OVERHEAD = _fastpath.MEMBER_OVERHEAD
 
 
 class SourceMessage(Protocol):
@@ -61,29 +62,9 @@ class CohortBuffer:
         self.opened_at = opened_at  # monotonic time of the oldest event held: linger counts from it
 
     def put(self, uid: str, entry: Entry) -> Entry | None:
-        """Hold one event; returns the entry it superseded, which is settled now."""
-        if entry[0]:
-            own, other = self.adds, self.removes
-        else:
-            own, other = self.removes, self.adds
-        old = own.setdefault(uid, entry)  # one dict operation for a uid new to this action
-        if old is not entry:  # the same action again: the later event wins
-            own[uid] = entry
-            old[3].pending -= 1
-            return old
-        size = len(uid) + MEMBER_OVERHEAD
-        moved: Entry | None = other.pop(uid, None) if other else None
-        if entry[0]:
-            self.add_bytes += size
-            if moved is not None:
-                self.remove_bytes -= size
-        else:
-            self.remove_bytes += size
-            if moved is not None:
-                self.add_bytes -= size
-        if moved is not None:  # the uid moved from the other action
-            moved[3].pending -= 1
-        return moved
+        """Hold one event; returns the entry it superseded, which is settled now. (In Rust, with
+        the ingest loop that calls it per event: streamer/fastpath/src/buffer.rs.)"""
+        return _fastpath.put(self, uid, entry)
 
     @property
     def entries(self) -> dict[str, Entry]:

@@ -3,21 +3,20 @@
 Pure and total: any bytes in, a Change or a Rejection out; nothing raises. A Rejection's reason
 is one of REASONS, which are also the DLQ `reason` header and the metric label values.
 
-Two paths: msgspec decodes a well-formed event straight into a typed struct (no dict, no
-per-field type checks in Python: about a third of the CPU of orjson plus checks, and this runs
-once per event); anything it refuses is parsed again by orjson on the careful path, which names
-exactly what is wrong.
+Two paths: the native fast path (streamer/fastpath, Rust) reads a well-formed event; anything it
+is not sure of is parsed again by orjson on the careful path here, which holds the rules and
+names exactly what is wrong. The fast path only has to agree with it (tests/test_fastpath.py).
 """
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple
 
-import msgspec
 import orjson
 
+from streamer._fastpath import FastPath
 from streamer.config import EventsConfig
 
 REASONS = (
@@ -57,90 +56,34 @@ class Rejection(NamedTuple):
     detail: str
 
 
-_UNCHECKED = ""  # _name_ok.get() default for a name not seen yet (a cached verdict is str|None)
-# what msgspec raises for anything but a well-typed event (ValidationError is a DecodeError;
-# bad UTF-8 in a string is a ValueError; deep nesting in an ignored field is a RecursionError)
-_NOT_TYPED = (msgspec.DecodeError, ValueError, RecursionError)
-
-
-class _Event(Protocol):
-    """A well-typed event, as the msgspec struct of _event_type() holds it."""
-
-    action: str
-    cohort_id: str
-    uid: str
-    name: str | None
-    description: str | None
-    ts: int | float | str | None
-
-
-def _event_type(schema: EventsConfig) -> type[_Event]:
-    """A struct reading this schema's field names; every other key of an event is ignored."""
-    an_id = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ID_CHARS)]
-    epoch_ms = Annotated[int, msgspec.Meta(ge=0, lt=MAX_EPOCH_MS)]
-    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [
-        ("action", str),
-        ("cohort_id", an_id),
-        ("uid", an_id),
-        ("name", str | None, None),
-        ("description", str | None, None),
-        ("ts", epoch_ms | float | str | None, None),
-    ]
-    renamed = {
-        "action": schema.action_field,
-        "cohort_id": schema.cohort_id_field,
-        "uid": schema.uid_field,
-        "name": schema.cohort_name_field,
-        "description": schema.cohort_description_field,
-        "ts": schema.ts_field,
-    }
-    # gc=False: the struct holds only strings and numbers, so it can never be part of a cycle
-    struct = msgspec.defstruct("Event", fields, rename=renamed, gc=False)
-    return cast(type[_Event], struct)
-
-
 class Decoder:
-    """Decodes with one schema; caches the verdict on each cohort name (few names, many events)."""
+    """Decodes with one schema: the fast path first, the careful path when it is not sure."""
 
     def __init__(self, schema: EventsConfig, max_event_bytes: int) -> None:
         self._s = schema
         self._max_bytes = max_event_bytes
         self._actions = {a: True for a in schema.enter_actions}
         self._actions.update({a: False for a in schema.exit_actions})
-        self._name_ok: dict[str, str | None] = {}
-        self._typed = msgspec.json.Decoder(_event_type(schema)).decode
+        fields = (
+            schema.action_field,
+            schema.cohort_id_field,
+            schema.uid_field,
+            schema.cohort_name_field,
+            schema.cohort_description_field,
+            schema.ts_field,
+        )
+        self.fast_path = FastPath(
+            fields, schema.enter_actions, schema.exit_actions, max_event_bytes, parse_ts
+        )
 
     def decode(self, value: bytes | None) -> ChangeFields | Rejection:
-        """The common case in as few operations as possible (this runs once per event); any
-        event that is not obviously valid goes the careful way, which names what is wrong."""
         if not value:
             return Rejection("invalid_json", "empty message value")
         if len(value) > self._max_bytes:
             return Rejection(
                 "event_too_large", f"{len(value)} bytes > max_event_bytes {self._max_bytes}"
             )
-        try:
-            event = self._typed(value)  # types and id lengths are checked here, in C
-        except _NOT_TYPED:
-            return self._careful(value)
-        add = self._actions.get(event.action)
-        uid = event.uid
-        cohort_id = event.cohort_id
-        # isspace() is False for any id with a visible character: no copy, unlike strip()
-        if add is None or uid.isspace() or cohort_id.isspace():
-            return self._careful(value)
-        name = event.name
-        if name is None:
-            name = cohort_id
-        if self._name_ok.get(name, _UNCHECKED) is not None:
-            return self._careful(value)  # a name seen for the first time is checked and cached
-        ts = event.ts
-        if ts is not None and type(ts) is not int:  # an int is already in range
-            parsed = parse_ts(ts)
-            if type(parsed) is not int:
-                return self._careful(value)
-            ts = parsed
-        return (add, cohort_id, name, event.description, uid, ts)
+        return self.fast_path.decode(value) or self._careful(value)
 
     def _careful(self, value: bytes) -> ChangeFields | Rejection:
         try:
@@ -170,7 +113,7 @@ class Decoder:
             name = cohort_id
         if not isinstance(name, str) or not name:
             return Rejection("invalid_field", f"'{s.cohort_name_field}' must be a non-empty string")
-        name_problem = self._check_name(name)
+        name_problem = _name_problem(name)
         if name_problem:
             return Rejection("invalid_cohort_name", name_problem)
         description = event.get(s.cohort_description_field)
@@ -181,15 +124,11 @@ class Decoder:
             return ts_ms
         return (add, cohort_id, name, description, uid, ts_ms)
 
-    def _check_name(self, name: str) -> str | None:
-        if name not in self._name_ok:
-            if len(self._name_ok) > 10_000:  # bound the cache against hostile streams
-                self._name_ok.clear()
-            bad = _FORBIDDEN_NAME.search(name)
-            self._name_ok[name] = (
-                f"cohort name {_show(name)} has forbidden {_show(bad.group())}" if bad else None
-            )
-        return self._name_ok[name]
+
+
+def _name_problem(name: str) -> str | None:
+    bad = _FORBIDDEN_NAME.search(name)
+    return f"cohort name {_show(name)} has forbidden {_show(bad.group())}" if bad else None
 
 
 def _required_string(event: dict[str, Any], field: str) -> str | Rejection:

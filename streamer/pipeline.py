@@ -77,60 +77,76 @@ class Pipeline:
     # --- ingest: the per-event path ---
 
     def ingest(self, messages: list[SourceMessage]) -> None:
-        """Decode a consumed batch into the cohort buffers; this loop runs once per event.
+        """Decode a consumed batch into the cohort buffers.
 
-        Offsets are tracked per run of consecutive messages of one partition (librdkafka hands
-        over whole fetch responses, so runs are long): per message there is no tuple, dict
-        lookup or range update, only the comparison that finds where a run ends.
+        The common case runs in native code (FastPath.ingest_run: decode and coalesce) for as
+        long as messages continue one partition's run, are valid events and their cohort has an
+        open buffer. The message that stops it is taken here the careful way, then the native
+        loop goes on. Offsets are tracked per run of one partition (librdkafka hands over whole
+        fetch responses, so runs are long): one PendingRange per run, not per message.
         """
-        decode = self._decoder.decode
+        ingest_run = self._decoder.fast_path.ingest_run
         cohorts = self.cohorts
         now = self._clock()
         runs: list[PendingRange] = []
         rng = _NO_RUN
-        run_topic, run_partition, in_run = "", -1, 0
         coalesced = nbytes = released_bytes = 0
-        last = -1  # offset of the previous message
-        for msg in messages:
-            partition = msg.partition()
-            topic = msg.topic()
-            offset = msg.offset()
-            if partition != run_partition or topic != run_topic:
-                _close_run(rng, in_run, last)
-                run_topic, run_partition, in_run = topic, partition, 0
+        index, count = 0, len(messages)
+        while index < count:
+            msg = messages[index]
+            topic, partition = msg.topic(), msg.partition()
+            if partition != rng.tp[1] or topic != rng.tp[0]:
+                offset = msg.offset()
                 rng = self.tracker.track((topic, partition), offset, offset, 0)
                 runs.append(rng)
-            in_run += 1
-            last = offset
-            value = msg.value() or b""  # a tombstone (None) is refused like an empty value
-            change = decode(value)
-            size = len(value)
+            size, old = self._take(msg, rng, now)
             nbytes += size
-            if isinstance(change, Rejection):
-                self._dead_letter(msg, change, rng, size)
-                continue
-            add, cohort_id, name, description, uid, ts_ms = change
-            cohort = cohorts.get(cohort_id)
-            buf = cohort.open if cohort is not None else None
-            if buf is None:
-                buf = self._open_buffer(cohort_id, now)
-            buf.name = name
-            if description is not None:
-                buf.description = description
-            if ts_ms is None:  # an event without its own time is timed from Kafka's
-                ts_ms = msg.timestamp()[1]
-            old = buf.put(uid, (add, value, ts_ms, rng, msg.key(), offset, size))
             if old is not None:  # settled by put(): its winner is held (see streamer/batch.py)
                 coalesced += 1
                 released_bytes += old[6]
-        _close_run(rng, in_run, last)
+            start = index + 1
+            index, last, run_bytes, run_coalesced, run_released = ingest_run(
+                messages, start, topic, partition, rng, cohorts
+            )
+            if index > start:
+                rng.count += index - start
+                rng.pending += index - start
+                rng.last = last
+                nbytes += run_bytes
+                coalesced += run_coalesced
+                released_bytes += run_released
         self.tracker.consumed(runs)
         for run in runs:
             self._metrics.events_consumed.labels(run.tp[0]).inc(run.count)
-        self.buffered_events += len(messages) - coalesced
+        self.buffered_events += count - coalesced
         self.buffered_bytes += nbytes - released_bytes
         self._metrics.events_coalesced.inc(coalesced)
         self._wake.set()  # a cohort may have filled a body
+
+    def _take(self, msg: SourceMessage, rng: PendingRange, now: float) -> tuple[int, Entry | None]:
+        """One message the careful way (a run's first, a new cohort's, one the native path is
+        not sure of): its value's size, and the entry it superseded."""
+        offset = msg.offset()
+        rng.count += 1
+        rng.pending += 1
+        rng.last = offset
+        value = msg.value() or b""  # a tombstone (None) is refused like an empty value
+        size = len(value)
+        change = self._decoder.decode(value)
+        if isinstance(change, Rejection):
+            self._dead_letter(msg, change, rng, size)
+            return size, None
+        add, cohort_id, name, description, uid, ts_ms = change
+        cohort = self.cohorts.get(cohort_id)
+        buf = cohort.open if cohort is not None else None
+        if buf is None:
+            buf = self._open_buffer(cohort_id, now)
+        buf.name = name
+        if description is not None:
+            buf.description = description
+        if ts_ms is None:  # an event without its own time is timed from Kafka's
+            ts_ms = msg.timestamp()[1]
+        return size, buf.put(uid, (add, value, ts_ms, rng, msg.key(), offset, size))
 
     def _open_buffer(self, cohort_id: str, now: float) -> CohortBuffer:
         cohort = self.cohorts.get(cohort_id)
@@ -364,16 +380,8 @@ class Pipeline:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-# the "previous run" before a batch's first message: closing it changes nothing that is used
+# the "previous run" before a batch's first message: no message belongs to it
 _NO_RUN = PendingRange(("", -1), 0, 0, 0)
-
-
-def _close_run(rng: PendingRange, count: int, last: int) -> None:
-    """A run of one partition ended at offset `last`: its `count` events are now pending."""
-    if count:
-        rng.pending += count
-        rng.count = count
-        rng.last = last
 
 
 def _show(partitions: list[TopicPartition]) -> str:

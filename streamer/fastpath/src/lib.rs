@@ -1,0 +1,236 @@
+//! cohort-streamer's per-event path in native code: decode an event and put it in its cohort's
+//! buffer, for the common case (a well-formed event of an open cohort, continuing a partition's
+//! run). Anything else stops the loop and Python's ingest takes that message the careful way
+//! (streamer/pipeline.py), so the rules live in one place and this only has to agree with them.
+
+mod buffer;
+mod event;
+
+use std::collections::HashMap;
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use buffer::BufferView;
+use event::{Event, FieldNames, Schema, Ts, MAX_EPOCH_MS};
+
+/// One event schema's fast path (streamer/decode.py builds it from the config).
+#[pyclass(frozen, module = "streamer._fastpath")]
+struct FastPath {
+    schema: Schema,
+    parse_ts: Py<PyAny>, // decode.parse_ts, for times written as floats or ISO-8601
+}
+
+/// What ingest_run did: (index of the first message it did not take, offset of the last one it
+/// took (-1: none), their value bytes, events superseded, value bytes superseded).
+type RunTally = (usize, i64, u64, u64, u64);
+
+#[pymethods]
+impl FastPath {
+    #[new]
+    fn new(
+        fields: (String, String, String, String, String, String),
+        enter_actions: Vec<String>,
+        exit_actions: Vec<String>,
+        max_event_bytes: usize,
+        parse_ts: Py<PyAny>,
+    ) -> Self {
+        let (action, cohort_id, uid, name, description, ts) = fields;
+        let names = FieldNames { action, cohort_id, uid, name, description, ts };
+        let schema =
+            Schema { names, enter: enter_actions, exit: exit_actions, max_event_bytes };
+        FastPath { schema, parse_ts }
+    }
+
+    /// The fields of a valid event, as decode.Decoder.decode returns them, or None when this is
+    /// not the common case (the careful path then decides).
+    fn decode<'py>(
+        &self,
+        value: &Bound<'py, PyBytes>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let py = value.py();
+        let Some(event) = self.schema.read(value.as_bytes()) else { return Ok(None) };
+        let Some(ts) = self.millis(py, &event.ts)? else { return Ok(None) };
+        let fields = (
+            event.add,
+            event.cohort_id.as_ref(),
+            event.name.as_ref(),
+            event.description.as_deref(),
+            event.uid.as_ref(),
+            ts,
+        );
+        Ok(Some(fields.into_pyobject(py)?))
+    }
+
+    /// Takes messages[start:] into the cohort buffers while each continues the run of
+    /// (topic, partition), is a valid event and its cohort has an open buffer (`cohorts`:
+    /// pipeline.Pipeline.cohorts). Entries are pipeline entries with `rng` as their range.
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_run(
+        &self,
+        messages: &Bound<'_, PyList>,
+        start: usize,
+        topic: &Bound<'_, PyString>,
+        partition: i64,
+        rng: &Bound<'_, PyAny>,
+        cohorts: &Bound<'_, PyDict>,
+    ) -> PyResult<RunTally> {
+        // per call, not kept: between calls Python may open, seal or rename buffers
+        let mut views: HashMap<String, BufferView> = HashMap::new();
+        let (mut index, mut last, mut nbytes, mut superseded, mut superseded_bytes) =
+            (start, -1, 0, 0, 0);
+        let result = loop {
+            if index >= messages.len() {
+                break Ok(());
+            }
+            let msg = messages.get_item(index)?;
+            let taken = self.take(&msg, topic, partition, rng, cohorts, &mut views);
+            match taken {
+                Ok(Some((offset, size, old))) => {
+                    last = offset;
+                    nbytes += size;
+                    if let Some(old_size) = old {
+                        superseded += 1;
+                        superseded_bytes += old_size;
+                    }
+                    index += 1;
+                }
+                Ok(None) => break Ok(()),
+                Err(err) => break Err(err),
+            }
+        };
+        // the estimates of what was taken are written back even if a message raised
+        for view in views.into_values() {
+            view.finish()?;
+        }
+        result.map(|()| (index, last, nbytes, superseded, superseded_bytes))
+    }
+}
+
+impl FastPath {
+    /// One message into its buffer: Some((offset, value size, size of the entry it
+    /// superseded)), or None (nothing changed) when Python must take it.
+    fn take<'py>(
+        &self,
+        msg: &Bound<'py, PyAny>,
+        topic: &Bound<'py, PyString>,
+        partition: i64,
+        rng: &Bound<'py, PyAny>,
+        cohorts: &Bound<'py, PyDict>,
+        views: &mut HashMap<String, BufferView<'py>>,
+    ) -> PyResult<Option<(i64, u64, Option<u64>)>> {
+        let py = msg.py();
+        let this_partition: i64 = msg.call_method0(intern!(py, "partition"))?.extract()?;
+        if this_partition != partition || !msg.call_method0(intern!(py, "topic"))?.eq(topic)? {
+            return Ok(None); // a new run: Python tracks its offsets
+        }
+        let value = msg.call_method0(intern!(py, "value"))?;
+        let Ok(value) = value.cast_into::<PyBytes>() else { return Ok(None) };
+        let Some(event) = self.schema.read(value.as_bytes()) else { return Ok(None) };
+        let Some(ts) = self.millis(py, &event.ts)? else { return Ok(None) };
+        let view = match views.get_mut(event.cohort_id.as_ref()) {
+            Some(view) => view,
+            None => match open_buffer(cohorts, &event.cohort_id)? {
+                Some(view) => views.entry(event.cohort_id.to_string()).or_insert(view),
+                None => return Ok(None), // Python opens the cohort's buffer
+            },
+        };
+        // from here on the message is taken: nothing below returns None
+        label(view, &event)?;
+        let ts = match ts {
+            Some(ms) => ms.into_pyobject(py)?.into_any(),
+            // an event without its own time is timed from Kafka's
+            None => msg.call_method0(intern!(py, "timestamp"))?.get_item(1)?,
+        };
+        let offset = msg.call_method0(intern!(py, "offset"))?;
+        let key = msg.call_method0(intern!(py, "key"))?;
+        let size = value.as_bytes().len() as u64;
+        let entry = PyTuple::new(
+            py,
+            [
+                PyBool::new(py, event.add).to_owned().into_any(),
+                value.clone().into_any(),
+                ts,
+                rng.clone(),
+                key,
+                offset.clone(),
+                size.into_pyobject(py)?.into_any(),
+            ],
+        )?;
+        let uid = PyString::new(py, &event.uid);
+        let uid_chars = if event.uid.is_ascii() {
+            event.uid.len()
+        } else {
+            event.uid.chars().count()
+        };
+        let old = view.put(&uid, uid_chars, &entry, event.add)?;
+        let old_size = old.map(|e| buffer::entry_size(&e)).transpose()?;
+        Ok(Some((offset.extract()?, size, old_size)))
+    }
+
+    /// The event time in epoch ms: Some(None) when the event has none, None when the careful
+    /// path must decide (a time parse_ts refuses).
+    fn millis(&self, py: Python<'_>, ts: &Ts) -> PyResult<Option<Option<u64>>> {
+        let written = match ts {
+            Ts::Absent => return Ok(Some(None)),
+            Ts::Millis(ms) => return Ok((*ms < MAX_EPOCH_MS).then_some(Some(*ms))),
+            Ts::Float(f) => PyFloat::new(py, *f).into_any(),
+            Ts::Text(text) => PyString::new(py, text).into_any(),
+        };
+        let parsed = self.parse_ts.bind(py).call1((written,))?;
+        if parsed.is_exact_instance_of::<PyInt>() {
+            Ok(Some(Some(parsed.extract()?)))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// The view of a cohort's open buffer, or None if it has none.
+fn open_buffer<'py>(
+    cohorts: &Bound<'py, PyDict>,
+    cohort_id: &str,
+) -> PyResult<Option<BufferView<'py>>> {
+    let Some(cohort) = cohorts.get_item(cohort_id)? else { return Ok(None) };
+    let buf = cohort.getattr(intern!(cohorts.py(), "open"))?;
+    if buf.is_none() {
+        return Ok(None);
+    }
+    BufferView::open(buf).map(Some)
+}
+
+/// The cohort's name and description follow its latest event.
+fn label(view: &mut BufferView<'_>, event: &Event<'_>) -> PyResult<()> {
+    if view.name != event.name {
+        view.set_name(&event.name)?;
+    }
+    if let Some(description) = &event.description {
+        if view.description.as_deref() != Some(description.as_ref()) {
+            view.set_description(description)?;
+        }
+    }
+    Ok(())
+}
+
+/// CohortBuffer.put for Python callers: the same rules as ingest_run's.
+#[pyfunction]
+fn put<'py>(
+    buf: Bound<'py, PyAny>,
+    uid: &Bound<'py, PyString>,
+    entry: &Bound<'py, PyTuple>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let add = entry.get_item(0)?.is_truthy()?;
+    let mut view = BufferView::open(buf)?;
+    let old = view.put(uid, uid.len()?, entry, add);
+    view.finish()?;
+    old
+}
+
+#[pymodule]
+fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<FastPath>()?;
+    m.add_function(wrap_pyfunction!(put, m)?)?;
+    m.add("MEMBER_OVERHEAD", buffer::MEMBER_OVERHEAD)?;
+    Ok(())
+}
