@@ -13,9 +13,9 @@ import contextlib
 import logging
 import operator
 import time
-from collections import Counter
 from collections.abc import Callable
 
+from streamer import _fastpath
 from streamer.batch import (
     Cohort,
     CohortBuffer,
@@ -39,8 +39,7 @@ from streamer.send import Sender
 log = logging.getLogger(__name__)
 
 IDLE_TICK_SECONDS = 0.05
-_RANGE = operator.itemgetter(3)  # Entry fields (see streamer/batch.py)
-_SIZE = operator.itemgetter(6)
+_SIZE = operator.itemgetter(6)  # Entry fields (see streamer/batch.py)
 
 
 class Pipeline:
@@ -263,15 +262,17 @@ class Pipeline:
     def _settle(self, entries: list[Entry]) -> None:
         """These winning events are applied (or dead-lettered): their offsets may be committed.
 
-        Counted per range in C (a body holds thousands of events, from few ranges)."""
-        for rng, count in Counter(map(_RANGE, entries)).items():
-            rng.pending -= count
-        self._release(entries)
+        One pass in Rust: a body holds thousands of events, from few ranges."""
+        self._forget(len(entries), _fastpath.settle(entries))
 
     def _release(self, entries: list[Entry]) -> None:
-        """These entries are no longer held in memory (settled, or dropped for a new owner)."""
-        self.buffered_events -= len(entries)
-        self.buffered_bytes -= sum(map(_SIZE, entries))
+        """These entries are dropped unsettled (redelivered to a partition's new owner)."""
+        self._forget(len(entries), sum(map(_SIZE, entries)))
+
+    def _forget(self, events: int, nbytes: int) -> None:
+        """Events no longer held in memory."""
+        self.buffered_events -= events
+        self.buffered_bytes -= nbytes
 
     # --- draining: shutdown and revoke ---
 

@@ -69,7 +69,9 @@ def raw_events(draw: st.DrawFn, schema: EventsConfig) -> bytes:
     actions = [*schema.enter_actions, *schema.exit_actions, "ENTER", "", "other"]
     fields = {
         schema.action_field: st.one_of(st.sampled_from(actions), values),
-        schema.cohort_id_field: st.one_of(st.sampled_from(["c-1", "c 2", "ç"]), tricky_text, values),
+        schema.cohort_id_field: st.one_of(
+            st.sampled_from(["c-1", "c 2", "ç"]), tricky_text, values
+        ),
         schema.uid_field: st.one_of(st.sampled_from(["u1", "u 2", "ü"]), tricky_text, values),
         schema.cohort_name_field: st.one_of(tricky_text, values),
         schema.cohort_description_field: st.one_of(tricky_text, values),
@@ -86,7 +88,7 @@ def raw_events(draw: st.DrawFn, schema: EventsConfig) -> bytes:
     for key, value in pairs:
         key_text = json.dumps(key, ensure_ascii=ascii_only)
         if draw(st.integers(0, 9)) == 0 and key:  # the same key, written with an escape
-            key_text = '"\\u%04x' % ord(key[0]) + json.dumps(key[1:])[1:]
+            key_text = f'"\\u{ord(key[0]):04x}' + json.dumps(key[1:])[1:]
         parts.append(f"{key_text}:{json.dumps(value, ensure_ascii=ascii_only)}")
     return ("{" + ",".join(parts) + "}").encode()
 
@@ -99,7 +101,9 @@ def decoders() -> st.SearchStrategy[tuple[Decoder, bytes]]:
 
 @given(decoders())
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-def test_native_decode_steps_aside_or_agrees_with_the_careful_path(case: tuple[Decoder, bytes]) -> None:
+def test_native_decode_steps_aside_or_agrees_with_the_careful_path(
+    case: tuple[Decoder, bytes],
+) -> None:
     decoder, value = case
     native = decoder.fast_path.decode(value)
     careful = decoder._careful(value)
@@ -112,10 +116,14 @@ def test_native_decode_steps_aside_or_agrees_with_the_careful_path(case: tuple[D
 def test_native_decode_takes_every_plainly_valid_event(case: tuple[EventsConfig, Any]) -> None:
     """It must not step aside for the common case either, or there is nothing fast about it."""
     schema, data = case
-    visible = st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters='|*?\\:<>=$"')
+    visible = st.characters(
+        min_codepoint=0x21, max_codepoint=0x7E, exclude_characters='|*?\\:<>=$"'
+    )
     ident = st.text(visible, min_size=1, max_size=40).filter(lambda s: not s.startswith("."))
     event = {
-        schema.action_field: data.draw(st.sampled_from([*schema.enter_actions, *schema.exit_actions])),
+        schema.action_field: data.draw(
+            st.sampled_from([*schema.enter_actions, *schema.exit_actions])
+        ),
         schema.cohort_id_field: data.draw(ident),
         schema.uid_field: data.draw(ident | st.text(min_size=1).map(lambda s: "u" + s)),
         schema.ts_field: data.draw(st.none() | st.integers(0, MAX_EPOCH_MS - 1)),
@@ -297,7 +305,9 @@ def consumed_batches(draw: st.DrawFn) -> list[list[Msg] | tuple[str, str]]:
                 batch.append(Msg(value, tp[1], offsets[tp], key, _topic=tp[0]))
         steps.append(batch)
         if draw(st.booleans()):
-            steps.append((draw(st.sampled_from(["c1", "c2", "c3"])), draw(st.sampled_from(["all", "full"]))))
+            steps.append(
+                (draw(st.sampled_from(["c1", "c2", "c3"])), draw(st.sampled_from(["all", "full"])))
+            )
     return steps
 
 

@@ -6,7 +6,9 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+
+use crate::event::name_allowed;
 
 /// Bytes one member adds to a body beyond its uid: {"uid":""} plus the separating comma.
 pub const MEMBER_OVERHEAD: usize = 11;
@@ -22,16 +24,19 @@ pub struct BufferView<'py> {
     remove_bytes: i64,
     pub name: String, // the buffer's name and description, as ingest last set them
     pub description: Option<String>,
+    pub name_allowed: bool, // as event::name_allowed says of `name`
 }
 
 impl<'py> BufferView<'py> {
     pub fn open(buf: Bound<'py, PyAny>) -> PyResult<Self> {
         let py = buf.py();
         let description = buf.getattr(intern!(py, "description"))?;
+        let name: String = buf.getattr(intern!(py, "name"))?.extract()?;
         Ok(BufferView {
             adds: buf.getattr(intern!(py, "adds"))?.cast_into()?,
             removes: buf.getattr(intern!(py, "removes"))?.cast_into()?,
-            name: buf.getattr(intern!(py, "name"))?.extract()?,
+            name_allowed: name_allowed(&name),
+            name,
             description: description.extract()?,
             add_bytes: 0,
             remove_bytes: 0,
@@ -76,9 +81,11 @@ impl<'py> BufferView<'py> {
         Ok(moved)
     }
 
+    /// A name event::name_allowed took.
     pub fn set_name(&mut self, name: &str) -> PyResult<()> {
         self.buf.setattr(intern!(self.buf.py(), "name"), name)?;
         self.name = name.to_owned();
+        self.name_allowed = true;
         Ok(())
     }
 
@@ -111,10 +118,39 @@ pub fn entry_size(entry: &Bound<'_, PyAny>) -> PyResult<u64> {
 
 /// An entry left the buffer without a request: one event of its range is done.
 fn settle(entry: &Bound<'_, PyAny>) -> PyResult<()> {
-    let rng = entry.get_item(RANGE)?;
+    acknowledge(&entry.get_item(RANGE)?, 1)
+}
+
+/// These entries' events are done (applied by the API, or dead-lettered): one pass over them,
+/// one update per run of entries of one range (a body's entries come from few ranges, in
+/// runs). Returns the sum of their value sizes.
+pub fn settle_all(entries: &Bound<'_, PyList>) -> PyResult<u64> {
+    let mut size = 0;
+    let mut run: Option<(Bound<'_, PyAny>, i64)> = None;
+    for entry in entries.iter() {
+        let entry = entry.cast_into::<PyTuple>()?;
+        size += entry.get_item(SIZE)?.extract::<u64>()?;
+        let rng = entry.get_item(RANGE)?;
+        match &mut run {
+            Some((current, count)) if current.is(&rng) => *count += 1,
+            _ => {
+                if let Some((done, count)) = run.replace((rng, 1)) {
+                    acknowledge(&done, count)?;
+                }
+            }
+        }
+    }
+    if let Some((done, count)) = run {
+        acknowledge(&done, count)?;
+    }
+    Ok(size)
+}
+
+/// PendingRange.ack(count), without the method call.
+fn acknowledge(rng: &Bound<'_, PyAny>, count: i64) -> PyResult<()> {
     let pending = intern!(rng.py(), "pending");
     let left: i64 = rng.getattr(pending)?.extract()?;
-    rng.setattr(pending, left - 1)
+    rng.setattr(pending, left - count)
 }
 
 /// dict.setdefault: one hash lookup for a uid new to this action.

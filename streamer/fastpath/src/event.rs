@@ -35,7 +35,7 @@ pub enum Ts<'a> {
     Text(Cow<'a, str>),
 }
 
-/// A valid event. Strings borrow the message value unless JSON escapes made a copy necessary.
+/// A valid event but for its name (see name_allowed). Strings borrow the message value unless JSON escapes made a copy necessary.
 pub struct Event<'a> {
     pub add: bool,
     pub cohort_id: Cow<'a, str>,
@@ -72,10 +72,6 @@ impl Schema {
             return None;
         }
         let name = raw.name.unwrap_or_else(|| raw.cohort_id.clone());
-        if name.is_empty() || name.starts_with('.') || name.contains(|c| FORBIDDEN_IN_NAME.contains(c))
-        {
-            return None;
-        }
         Some(Event {
             add,
             cohort_id: raw.cohort_id,
@@ -85,6 +81,12 @@ impl Schema {
             ts: raw.ts,
         })
     }
+}
+
+/// Whether Cohort Sync takes this cohort name (checked apart from read(): ingest checks a name
+/// only when it differs from the buffer's, which was checked when it was set).
+pub fn name_allowed(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(|c| FORBIDDEN_IN_NAME.contains(c))
 }
 
 /// Not blank and not too long. Python's isspace() counts more characters as blank than Rust

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use buffer::BufferView;
-use event::{Event, FieldNames, Schema, Ts, MAX_EPOCH_MS};
+use event::{name_allowed, Event, FieldNames, Schema, Ts, MAX_EPOCH_MS};
 
 /// One event schema's fast path (streamer/decode.py builds it from the config).
 #[pyclass(frozen, module = "streamer._fastpath")]
@@ -51,6 +51,9 @@ impl FastPath {
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let py = value.py();
         let Some(event) = self.schema.read(value.as_bytes()) else { return Ok(None) };
+        if !name_allowed(&event.name) {
+            return Ok(None);
+        }
         let Some(ts) = self.millis(py, &event.ts)? else { return Ok(None) };
         let fields = (
             event.add,
@@ -136,6 +139,11 @@ impl FastPath {
                 None => return Ok(None), // Python opens the cohort's buffer
             },
         };
+        // a name is checked once, not per event: the buffer's was checked when it was set
+        let same_name = view.name_allowed && view.name == event.name;
+        if !same_name && !name_allowed(&event.name) {
+            return Ok(None);
+        }
         // from here on the message is taken: nothing below returns None
         label(view, &event)?;
         let ts = match ts {
@@ -227,10 +235,18 @@ fn put<'py>(
     old
 }
 
+/// Pipeline._settle's pass over a delivered body: each entry's range gets its event back;
+/// returns the sum of the entries' value sizes.
+#[pyfunction]
+fn settle(entries: &Bound<'_, PyList>) -> PyResult<u64> {
+    buffer::settle_all(entries)
+}
+
 #[pymodule]
 fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FastPath>()?;
     m.add_function(wrap_pyfunction!(put, m)?)?;
+    m.add_function(wrap_pyfunction!(settle, m)?)?;
     m.add("MEMBER_OVERHEAD", buffer::MEMBER_OVERHEAD)?;
     Ok(())
 }
