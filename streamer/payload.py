@@ -2,22 +2,18 @@
 
 The body is built from bytes: the envelope is serialized once with an empty member list and the
 members are spliced in, so each body's exact size is known while packing. Plain uids (ASCII,
-nothing JSON escapes) are the common case and are packed in bulk: their serialized size is their
-length, so cut points come from prefix sums and a body is one join, not one encode per uid.
+nothing JSON escapes) are the common case: their member is the uid in fixed quotes, so they are
+packed in one pass over their bytes in Rust (streamer/fastpath/src/body.rs); any other uid is
+serialized by orjson and measured on its own.
 """
 
 from __future__ import annotations
 
-import bisect
-import itertools
-import re
 from typing import NamedTuple
 
 import orjson
 
-# what JSON (and orjson) escapes inside a string; a uid without any of these is written verbatim
-_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
-_MEMBER_PLAIN = 10  # {"uid":""}: bytes around a plain uid
+from streamer import _fastpath
 
 
 class Body(NamedTuple):
@@ -59,36 +55,15 @@ def member_bytes(uid: str) -> bytes:
 
 def pack(envelope: Envelope, uids: list[str], max_bytes: int) -> tuple[list[Body], list[str]]:
     """Split uids into bodies of at most max_bytes; also return uids that fit in none."""
-    joined = "".join(uids)
-    if joined.isascii() and not _ESCAPED.search(joined):
-        longest = max(map(len, uids), default=0)
-        if envelope.overhead + longest + _MEMBER_PLAIN <= max_bytes:
-            return _pack_plain(envelope, uids, max_bytes), []
-    return _pack_any(envelope, uids, max_bytes)
-
-
-def _pack_plain(envelope: Envelope, uids: list[str], max_bytes: int) -> list[Body]:
-    """pack() for uids whose JSON is themselves in quotes, each fitting a body on its own.
-
-    Members uids[a:b] take ends[b] - ends[a] - 1 bytes, with ends[i] = sum of (len + 11) over
-    the first i uids (member plus comma, less the last comma): the longest run that fits is
-    one binary search.
-    """
-    ends = list(itertools.accumulate(map(len, uids), initial=0))
-    room = max_bytes - envelope.overhead + 1  # + 1: the last member has no comma
-
-    def end(i: int) -> int:
-        return ends[i] + (_MEMBER_PLAIN + 1) * i
-
+    plain = _fastpath.pack_plain(envelope.head, envelope.tail, uids, max_bytes)
+    if plain is None:
+        return _pack_any(envelope, uids, max_bytes)
     bodies: list[Body] = []
-    start, n = 0, len(uids)
-    while start < n:
-        stop = bisect.bisect_right(range(n + 1), end(start) + room, lo=start + 1, key=end) - 1
-        chunk = uids[start:stop]
-        members = ('{"uid":"' + '"},{"uid":"'.join(chunk) + '"}').encode()
-        bodies.append(Body(envelope.head + members + envelope.tail, chunk))
-        start = stop
-    return bodies
+    start = 0
+    for data, count in plain:
+        bodies.append(Body(data, uids[start : start + count]))
+        start += count
+    return bodies, []
 
 
 def _pack_any(envelope: Envelope, uids: list[str], max_bytes: int) -> tuple[list[Body], list[str]]:

@@ -238,7 +238,8 @@ plain_uid = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7F), min_s
 def test_bulk_packing_of_plain_uids_equals_packing_one_by_one(
     uids: list[str], extra: int, name: str
 ) -> None:
-    """The bulk path (ASCII; quotes and backslashes still escaped one by one) is byte-exact."""
+    """The native path for plain uids (ASCII; with quotes or backslashes the uids go one by one)
+    is byte-exact."""
     env = envelope(name=name)
     max_bytes = env.overhead + extra
     assert pack(env, uids, max_bytes) == _pack_any(env, uids, max_bytes)

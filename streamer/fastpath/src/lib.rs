@@ -3,6 +3,7 @@
 //! run). Anything else stops the loop and Python's ingest takes that message the careful way
 //! (streamer/pipeline.py), so the rules live in one place and this only has to agree with them.
 
+mod body;
 mod buffer;
 mod event;
 
@@ -242,11 +243,23 @@ fn settle(entries: &Bound<'_, PyList>) -> PyResult<u64> {
     buffer::settle_all(entries)
 }
 
+/// payload.pack for plain uids: (body, number of uids) per body, or None (see body.rs).
+#[pyfunction]
+fn pack_plain<'py>(
+    head: &Bound<'py, PyBytes>,
+    tail: &Bound<'py, PyBytes>,
+    uids: &Bound<'py, PyList>,
+    max_bytes: usize,
+) -> PyResult<Option<body::Bodies<'py>>> {
+    body::pack_plain(head.as_bytes(), tail.as_bytes(), uids, max_bytes)
+}
+
 #[pymodule]
 fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FastPath>()?;
     m.add_function(wrap_pyfunction!(put, m)?)?;
     m.add_function(wrap_pyfunction!(settle, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_plain, m)?)?;
     m.add("MEMBER_OVERHEAD", buffer::MEMBER_OVERHEAD)?;
     Ok(())
 }
