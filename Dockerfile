@@ -7,17 +7,31 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
+ARG RUST_IMAGE=rust:1-slim-bookworm
+
+FROM ${RUST_IMAGE} AS rust
+
 # --- build: install the package and its dependencies into a virtualenv ----------------------
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+# Rust and a C linker build streamer/fastpath (the per-event path); only this stage has them.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+ENV CARGO_HOME=/usr/local/cargo \
+    RUSTUP_HOME=/usr/local/rustup \
+    PATH=/usr/local/cargo/bin:$PATH
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Metadata first, so the dependency layer is reused while only the code changes.
+# Metadata and the extension first, so the dependency layer is reused while only the Python
+# code changes.
 COPY pyproject.toml README.md ./
-RUN mkdir streamer && touch streamer/__init__.py \
+COPY streamer/fastpath ./streamer/fastpath
+RUN touch streamer/__init__.py \
     && pip install . \
     && pip uninstall -y cohort-streamer
 COPY streamer ./streamer

@@ -7,8 +7,12 @@ export PATH := $(abspath $(BIN)):$(TOOLS_BIN):$(PATH)
 
 .PHONY: demo test lint bench tools clean
 
-# the virtualenv, rebuilt when the dependencies change
-$(VENV)/.installed: pyproject.toml
+# the Rust extension's sources (streamer/fastpath): the editable install builds it, so a change
+# to them reinstalls
+FASTPATH := $(wildcard streamer/fastpath/Cargo.toml streamer/fastpath/Cargo.lock streamer/fastpath/src/*.rs)
+
+# the virtualenv, rebuilt when the dependencies or the extension's sources change
+$(VENV)/.installed: pyproject.toml $(FASTPATH)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
