@@ -325,6 +325,7 @@ class Pipeline:
         buf = cohort.open
         if buf is None:
             buf = cohort.open = CohortBuffer(cohort.cohort_id, self._clock())
+            buf.name, buf.description = shipment.name, shipment.description
         dropped: list[Entry] = []
         for uid, entry in shipment.unsettled_by_uid():
             if entry[3].tp in released:

@@ -27,12 +27,15 @@ class Parcel(NamedTuple):
 class Shipment:
     """What one delivery of a cohort sends; `done` counts parcels settled, in order."""
 
-    __slots__ = ("cohort_id", "done", "parcels", "too_large")
+    __slots__ = ("cohort_id", "description", "done", "name", "parcels", "too_large")
 
     def __init__(
-        self, cohort_id: str, parcels: list[Parcel], too_large: list[tuple[str, Entry]]
+        self, buf: CohortBuffer, parcels: list[Parcel], too_large: list[tuple[str, Entry]]
     ) -> None:
-        self.cohort_id = cohort_id
+        self.cohort_id = buf.cohort_id
+        # the cohort's labels when sealed: a buffer its events are requeued to gets them back
+        self.name = buf.name
+        self.description = buf.description
         self.parcels = parcels
         self.too_large = too_large  # (uid, entry) alone over max_payload_bytes: to the DLQ
         self.done = 0
@@ -77,7 +80,7 @@ def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipmen
             Parcel(envelope, body.data, body.uids, piece)
             for body, piece in zip(bodies, pieces, strict=True)
         ]
-    return Shipment(buf.cohort_id, parcels, too_large)
+    return Shipment(buf, parcels, too_large)
 
 
 def _sent(take: Take, est_bytes: int, max_bytes: int, larger: bool) -> bool:

@@ -49,7 +49,10 @@ class OpenLimiter:
 
 
 def event(partition: int, offset: int, uid: str, action: str = "enter") -> Message:
-    value = orjson.dumps({"action": action, "cohort_id": "c", "uid": uid, "ts": 1_700_000_000_000})
+    value = orjson.dumps(
+        {"action": action, "cohort_id": "c", "cohort_name": "Cohort C", "cohort_description": "d",
+         "uid": uid, "ts": 1_700_000_000_000}
+    )  # fmt: skip
     return Message(topic=TOPIC, partition=partition, offset=offset, key=uid.encode(), value=value)
 
 
@@ -81,6 +84,7 @@ async def test_revoke_past_its_deadline_cancels_the_delivery_and_requeues_what_s
         cohort = p.cohorts["c"]
         assert cohort.open is not None and not cohort.busy
         assert {uid: e[0] for uid, e in cohort.open.entries.items()} == {"x": True, "y": False}
+        assert (cohort.open.name, cohort.open.description) == ("Cohort C", "d")  # not the id
         assert p.tracker.pending_in([P1]) == 2  # back in the buffer, not settled
         assert points.get(P0, 0) == 0  # nothing of P0 was applied: the new owner starts at 0
         assert p.tracker.assigned() == [P1]
