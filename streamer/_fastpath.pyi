@@ -22,7 +22,7 @@ class FastPath:
         self,
         messages: list[Any],
         start: int,
-        topic: str,
+        topic: str | None,
         partition: int,
         rng: PendingRange,
         cohorts: dict[str, Cohort],

@@ -85,6 +85,7 @@ class Pipeline:
         fetch responses, so runs are long): one PendingRange per run, not per message.
         """
         ingest_run = self._decoder.fast_path.ingest_run
+        one_topic = len(self.settings.kafka.topics) == 1  # runs end where partitions change
         cohorts = self.cohorts
         now = self._clock()
         runs: list[PendingRange] = []
@@ -105,7 +106,7 @@ class Pipeline:
                 released_bytes += old[6]
             start = index + 1
             index, last, run_bytes, run_coalesced, run_released = ingest_run(
-                messages, start, topic, partition, rng, cohorts
+                messages, start, None if one_topic else topic, partition, rng, cohorts
             )
             if index > start:
                 rng.count += index - start
