@@ -7,6 +7,7 @@ No uid, cohort or URL ever becomes a label.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
@@ -15,9 +16,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
-
-from streamer import _fastpath
-from streamer.batch import Entry
 
 # how prometheus_client writes a bucket's `le` ("1.0", "0.05"), so dashboards see one format
 _le = cast(Callable[[float], str], floatToGoString)
@@ -188,12 +186,11 @@ class Metrics:
 
 
 class AgeHistogram(Collector):
-    """A histogram of event ages, fed a whole delivered body's entries at once.
+    """A histogram of ages, fed a whole request body's event timestamps at once.
 
     Histogram.observe() takes a lock and searches the buckets once per value; a body settles
-    thousands of events. Here one native pass over the entries counts every bucket
-    (streamer/fastpath/src/ages.rs): an age is within `le` exactly when the event time is at or
-    after now - le.
+    thousands of events. Here the timestamps are sorted once (in C) and each bucket is one
+    binary search: an age is within `le` exactly when its timestamp is at or after now - le.
     """
 
     def __init__(
@@ -208,13 +205,19 @@ class AgeHistogram(Collector):
         self._lock = threading.Lock()  # collect() runs on the metrics server's thread
         registry.register(self)
 
-    def observe_entries(self, now_ms: float, entries: list[Entry]) -> None:
-        """Observe now - event time (in seconds, never negative) for every entry."""
-        counts, count, total = _fastpath.age_counts(entries, now_ms, self._bounds)
+    def observe_since(self, now_ms: float, stamps_ms: list[int]) -> None:
+        """Observe now - stamp (in seconds, never negative) for every stamp."""
+        if not stamps_ms:
+            return
+        stamps = sorted(stamps_ms)
+        n = len(stamps)
+        future = bisect.bisect_right(stamps, now_ms)  # clock skew: counted as age 0
+        total_ms = (future * now_ms - sum(stamps[:future])) if future else 0.0
         with self._lock:
-            self._counts = [a + b for a, b in zip(self._counts, counts, strict=True)]
-            self._count += count
-            self._sum += total
+            for i, bound in enumerate(self._bounds):
+                self._counts[i] += n - bisect.bisect_left(stamps, now_ms - bound * 1000)
+            self._count += n
+            self._sum += total_ms / 1000
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:

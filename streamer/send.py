@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import random
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from streamer.seal import Shipment
 Settle = Callable[[list[Entry]], None]
 
 log = logging.getLogger(__name__)
+_EVENT_TIME = operator.itemgetter(2)  # Entry's event time in epoch ms (see streamer/batch.py)
 
 
 class AuthGate:
@@ -202,4 +204,4 @@ class Sender:
         m.members_per_request.labels(action).observe(len(entries))
         m.request_body_bytes.labels(action).observe(size)
         m.members_acknowledged.labels(action).inc(len(entries))
-        m.ack_latency.observe_entries(time.time() * 1000, entries)
+        m.ack_latency.observe_since(time.time() * 1000, list(map(_EVENT_TIME, entries)))

@@ -36,8 +36,7 @@ def test_same_buckets_count_and_sum_as_observing_one_by_one(bodies: list[list[in
     bulk = AgeHistogram("age_seconds", "age", BUCKETS, ours)
     single = Histogram("age_seconds", "age", buckets=BUCKETS, registry=reference)
     for ages in bodies:
-        entries = [(True, b"", NOW_MS - age, None, None, 0, 0) for age in ages]
-        bulk.observe_entries(NOW_MS, entries)  # type: ignore[arg-type]
+        bulk.observe_since(NOW_MS, [NOW_MS - age for age in ages])
         for age in ages:
             single.observe(max(0, age) / 1000)
     mine, theirs = exposition(ours), exposition(reference)

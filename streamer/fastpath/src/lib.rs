@@ -3,7 +3,6 @@
 //! run). Anything else stops the loop and Python's ingest takes that message the careful way
 //! (streamer/pipeline.py), so the rules live in one place and this only has to agree with them.
 
-mod ages;
 mod body;
 mod buffer;
 mod event;
@@ -262,23 +261,12 @@ fn pack_plain<'py>(
     body::pack_plain(head.as_bytes(), tail.as_bytes(), uids, max_bytes)
 }
 
-/// metrics.AgeHistogram's counts for a delivered body (see ages.rs).
-#[pyfunction]
-fn age_counts(
-    entries: &Bound<'_, PyList>,
-    now_ms: f64,
-    bounds_s: Vec<f64>,
-) -> PyResult<(Vec<u64>, u64, f64)> {
-    ages::age_counts(entries, now_ms, &bounds_s)
-}
-
 #[pymodule]
 fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FastPath>()?;
     m.add_function(wrap_pyfunction!(put, m)?)?;
     m.add_function(wrap_pyfunction!(settle, m)?)?;
     m.add_function(wrap_pyfunction!(pack_plain, m)?)?;
-    m.add_function(wrap_pyfunction!(age_counts, m)?)?;
     m.add("MEMBER_OVERHEAD", buffer::MEMBER_OVERHEAD)?;
     Ok(())
 }
