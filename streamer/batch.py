@@ -132,14 +132,22 @@ class Pick(NamedTuple):
     take: Take
 
 
-def due(
-    cohort: Cohort, now: float, linger_s: float, max_bytes: int, scarce: bool
-) -> Pick | None:
+class Timing(NamedTuple):
+    """How long a buffer may wait, in seconds: `linger` once caught up; `max_hold` while
+    catching up, after which its remainder goes too (it holds back every commit of its
+    partitions until sent)."""
+
+    linger: float
+    max_hold: float
+
+
+def due(cohort: Cohort, now: float, timing: Timing, max_bytes: int, scarce: bool) -> Pick | None:
     """Whether this cohort should be sent now, and how much of it."""
     buf = cohort.open
     if buf is None or cohort.busy:
         return None
-    if cohort.forced or (not scarce and now - buf.opened_at >= linger_s):
+    waited = now - buf.opened_at
+    if cohort.forced or waited >= (timing.max_hold if scarce else timing.linger):
         return Pick(cohort, Take.EVERYTHING)
     if buf.has_full_body(max_bytes):
         return Pick(cohort, Take.FULL_BODIES)
@@ -147,7 +155,7 @@ def due(
 
 
 def pick_due(
-    cohorts: Iterable[Cohort], now: float, linger_s: float, max_bytes: int, scarce: bool
+    cohorts: Iterable[Cohort], now: float, timing: Timing, max_bytes: int, scarce: bool
 ) -> Pick | None:
     """The due cohort whose oldest event has waited longest: oldest-first, so none starves.
 
@@ -157,7 +165,7 @@ def pick_due(
     best: Pick | None = None
     best_at = float("inf")
     for cohort in cohorts:
-        pick = due(cohort, now, linger_s, max_bytes, scarce)
+        pick = due(cohort, now, timing, max_bytes, scarce)
         if pick is not None and cohort.open is not None and cohort.open.opened_at < best_at:
             best, best_at = pick, cohort.open.opened_at
     return best

@@ -110,6 +110,9 @@ class MoEngageConfig(_Section):
 
 class BatchingConfig(_Section):
     linger_ms: Annotated[int, Field(ge=0)] = 1000
+    # while catching up, a remainder older than this is sent anyway: commits advance and a
+    # crash replays at most about this much of the backlog
+    max_hold_ms: PositiveInt = 300_000
     high_water_events: PositiveInt = 200_000
     low_water_events: PositiveInt = 100_000
     high_water_bytes: PositiveInt = 64 * 1024 * 1024

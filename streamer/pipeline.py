@@ -23,6 +23,7 @@ from streamer.batch import (
     Pick,
     SourceMessage,
     Take,
+    Timing,
     next_due_at,
     pick_due,
     pick_largest,
@@ -66,7 +67,9 @@ class Pipeline:
         self._dlq = dlq
         self._metrics = metrics
         self._clock = clock
-        self._linger = settings.batching.linger_ms / 1000
+        b = settings.batching
+        self._linger = b.linger_ms / 1000
+        self._timing = Timing(linger=self._linger, max_hold=b.max_hold_ms / 1000)
         self._full_bytes = settings.moengage.max_payload_bytes
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -203,8 +206,8 @@ class Pipeline:
     def _pick(self, now: float) -> Pick | None:
         cohorts = self.cohorts.values()
         if self.flush_everything:
-            return pick_due(cohorts, now, 0.0, self._full_bytes, scarce=False)
-        pick = pick_due(cohorts, now, self._linger, self._full_bytes, scarce=self.backlogged)
+            return pick_due(cohorts, now, _AT_ONCE, self._full_bytes, scarce=False)
+        pick = pick_due(cohorts, now, self._timing, self._full_bytes, scarce=self.backlogged)
         if pick is None and self.over_high_water and self.stalled():
             # above the high-water mark with only remainders held: waiting cannot fill a body,
             # so the fullest remainder goes (just enough to get under it and consume again)
@@ -382,6 +385,8 @@ class Pipeline:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+
+_AT_ONCE = Timing(linger=0.0, max_hold=0.0)  # shutdown: every buffer is due now
 
 # the "previous run" before a batch's first message: no message belongs to it
 _NO_RUN = PendingRange(("", -1), 0, 0, 0)

@@ -14,6 +14,7 @@ from streamer.batch import (
     Pick,
     SourceMessage,
     Take,
+    Timing,
     due,
     next_due_at,
     pick_due,
@@ -221,36 +222,48 @@ def cohort(cid: str, opened_at: float | None, *, busy: bool = False, uids: int =
 
 def test_due_by_linger_sends_everything_when_not_scarce() -> None:
     c = cohort("a", 10.0)
-    assert due(c, 10.999, 1.0, 10**6, scarce=False) is None
-    assert due(c, 11.0, 1.0, 10**6, scarce=False) == Pick(c, Take.EVERYTHING)
+    assert due(c, 10.999, wait(1.0), 10**6, scarce=False) is None
+    assert due(c, 11.0, wait(1.0), 10**6, scarce=False) == Pick(c, Take.EVERYTHING)
 
 
 def test_while_scarce_linger_does_not_make_a_partial_body_due() -> None:
     c = cohort("a", 10.0)
-    assert due(c, 1e9, 1.0, 10**6, scarce=True) is None
+    assert due(c, 1e9, wait(1.0), 10**6, scarce=True) is None
 
 
 def test_a_full_body_is_due_at_once_but_only_full_bodies_go() -> None:
     c = cohort("a", 10.0, uids=10)
     full = c.open.add_bytes if c.open else 0
-    assert due(c, 10.0, 100.0, full, scarce=False) == Pick(c, Take.FULL_BODIES)
-    assert due(c, 10.0, 100.0, full, scarce=True) == Pick(c, Take.FULL_BODIES)
-    assert due(c, 10.0, 100.0, full + 1, scarce=True) is None
+    assert due(c, 10.0, wait(100.0), full, scarce=False) == Pick(c, Take.FULL_BODIES)
+    assert due(c, 10.0, wait(100.0), full, scarce=True) == Pick(c, Take.FULL_BODIES)
+    assert due(c, 10.0, wait(100.0), full + 1, scarce=True) is None
     # lingered and caught up: everything
-    assert due(c, 200.0, 100.0, full, scarce=False) == Pick(c, Take.EVERYTHING)
+    assert due(c, 200.0, wait(100.0), full, scarce=False) == Pick(c, Take.EVERYTHING)
 
 
 def test_forced_cohort_sends_everything_whatever_the_linger_or_backlog() -> None:
     c = cohort("a", 10.0)
     c.forced = True
-    assert due(c, 10.0, 100.0, 10**6, scarce=True) == Pick(c, Take.EVERYTHING)
+    assert due(c, 10.0, wait(100.0), 10**6, scarce=True) == Pick(c, Take.EVERYTHING)
 
 
 def test_busy_or_empty_cohort_is_never_due() -> None:
     busy = cohort("a", 0.0, busy=True, uids=1000)
     busy.forced = True
-    assert due(busy, 1e9, 0.0, 1, scarce=False) is None
-    assert due(cohort("b", None), 1e9, 0.0, 1, scarce=False) is None
+    assert due(busy, 1e9, wait(0.0), 1, scarce=False) is None
+    assert due(cohort("b", None), 1e9, wait(0.0), 1, scarce=False) is None
+
+
+def wait(linger: float, max_hold: float = 1e12) -> Timing:
+    return Timing(linger, max_hold)
+
+
+def test_while_scarce_a_remainder_held_past_max_hold_goes_whole() -> None:
+    """It holds back every commit of its partitions: a crash would replay the whole backlog."""
+    c = cohort("a", 10.0)
+    assert due(c, 69.999, wait(1.0, 60.0), 10**6, scarce=True) is None
+    assert due(c, 70.0, wait(1.0, 60.0), 10**6, scarce=True) == Pick(c, Take.EVERYTHING)
+    assert due(c, 11.0, wait(1.0, 60.0), 10**6, scarce=False) == Pick(c, Take.EVERYTHING)
 
 
 def picked(pick: Pick | None) -> str | None:
@@ -266,13 +279,13 @@ def test_pick_due_is_oldest_first_among_due() -> None:
         cohort("middle", 5.0),
         cohort("none", None),
     ]
-    assert picked(pick_due(cohorts, 10.0, 0.5, 10**6, scarce=False)) == "old"
+    assert picked(pick_due(cohorts, 10.0, wait(0.5), 10**6, scarce=False)) == "old"
     cohorts[1].busy = True
-    assert picked(pick_due(cohorts, 10.0, 0.5, 10**6, scarce=False)) == "middle"
+    assert picked(pick_due(cohorts, 10.0, wait(0.5), 10**6, scarce=False)) == "middle"
     cohorts[4].open = None
-    assert picked(pick_due(cohorts, 10.0, 0.5, 10**6, scarce=False)) == "young"
+    assert picked(pick_due(cohorts, 10.0, wait(0.5), 10**6, scarce=False)) == "young"
     cohorts[0].busy = True
-    assert pick_due(cohorts, 10.0, 0.5, 10**6, scarce=False) is None
+    assert pick_due(cohorts, 10.0, wait(0.5), 10**6, scarce=False) is None
 
 
 def test_pick_due_full_cohort_is_due_before_linger_but_older_due_goes_first() -> None:
@@ -280,18 +293,19 @@ def test_pick_due_full_cohort_is_due_before_linger_but_older_due_goes_first() ->
     full_bytes = full.open.add_bytes if full.open else 0
     lingering = cohort("lingering", 1.0)
     fresh = cohort("fresh", 9.0)
-    pick = pick_due([fresh, full], 10.0, 5.0, full_bytes, scarce=False)
+    pick = pick_due([fresh, full], 10.0, wait(5.0), full_bytes, scarce=False)
     assert pick == Pick(full, Take.FULL_BODIES)
-    assert picked(pick_due([fresh, full, lingering], 10.0, 5.0, full_bytes, False)) == "lingering"
+    three = [fresh, full, lingering]
+    assert picked(pick_due(three, 10.0, wait(5.0), full_bytes, False)) == "lingering"
     # with a backlog the lingering partial one waits: the full one goes
-    assert picked(pick_due([fresh, full, lingering], 10.0, 5.0, full_bytes, True)) == "full"
+    assert picked(pick_due(three, 10.0, wait(5.0), full_bytes, True)) == "full"
 
 
 def test_pick_due_none_starves_under_repeated_picking() -> None:
     """Served oldest-first, every due cohort is picked before any cohort that opened later."""
     cohorts = [cohort(f"c{i}", float(i)) for i in (5, 3, 8, 1, 9, 2)]
     served = []
-    while (pick := pick_due(cohorts, 100.0, 1.0, 10**6, scarce=False)) is not None:
+    while (pick := pick_due(cohorts, 100.0, wait(1.0), 10**6, scarce=False)) is not None:
         served.append(pick.cohort.cohort_id)
         pick.cohort.open = None  # sealed and handed to the sender
     assert served == ["c1", "c2", "c3", "c5", "c8", "c9"]
