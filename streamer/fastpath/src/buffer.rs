@@ -66,7 +66,11 @@ impl<'py> BufferView<'py> {
             return Ok(Some(old));
         }
         let size = (uid_chars + MEMBER_OVERHEAD) as i64;
-        let moved = if other.is_empty() { None } else { pop(other, uid)? };
+        let moved = if other.is_empty() {
+            None
+        } else {
+            pop(other, uid)?
+        };
         let (grows, shrinks) = if add {
             (&mut self.add_bytes, &mut self.remove_bytes)
         } else {
@@ -90,7 +94,8 @@ impl<'py> BufferView<'py> {
     }
 
     pub fn set_description(&mut self, description: &str) -> PyResult<()> {
-        self.buf.setattr(intern!(self.buf.py(), "description"), description)?;
+        self.buf
+            .setattr(intern!(self.buf.py(), "description"), description)?;
         self.description = Some(description.to_owned());
         Ok(())
     }
@@ -176,7 +181,10 @@ extern "C" {
     ) -> *mut pyo3::ffi::PyObject;
 }
 
-fn pop<'py>(dict: &Bound<'py, PyDict>, key: &Bound<'py, PyString>) -> PyResult<Option<Bound<'py, PyAny>>> {
+fn pop<'py>(
+    dict: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
     let found = dict.get_item(key)?;
     if found.is_some() {
         dict.del_item(key)?;

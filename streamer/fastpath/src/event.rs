@@ -60,7 +60,7 @@ impl Schema {
         let mut json = serde_json::Deserializer::from_slice(value);
         let raw = EventSeed(&self.names).deserialize(&mut json).ok()?;
         json.end().ok()?; // nothing but whitespace after the object
-        // (the config keeps the two lists disjoint)
+                          // (the config keeps the two lists disjoint)
         let add = if self.enter.iter().any(|a| *a == raw.action) {
             true
         } else if self.exit.iter().any(|a| *a == raw.action) {
@@ -140,7 +140,10 @@ impl<'de> Visitor<'de> for EventVisitor<'_> {
             } else if key == n.name {
                 once(&mut name, map.next_value::<Option<Text>>()?.map(|t| t.0))?;
             } else if key == n.description {
-                once(&mut description, map.next_value::<Option<Text>>()?.map(|t| t.0))?;
+                once(
+                    &mut description,
+                    map.next_value::<Option<Text>>()?.map(|t| t.0),
+                )?;
             } else if key == n.ts {
                 once(&mut ts, map.next_value::<Ts>()?)?;
             } else {

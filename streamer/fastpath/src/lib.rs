@@ -38,24 +38,36 @@ impl FastPath {
         parse_ts: Py<PyAny>,
     ) -> Self {
         let (action, cohort_id, uid, name, description, ts) = fields;
-        let names = FieldNames { action, cohort_id, uid, name, description, ts };
-        let schema =
-            Schema { names, enter: enter_actions, exit: exit_actions, max_event_bytes };
+        let names = FieldNames {
+            action,
+            cohort_id,
+            uid,
+            name,
+            description,
+            ts,
+        };
+        let schema = Schema {
+            names,
+            enter: enter_actions,
+            exit: exit_actions,
+            max_event_bytes,
+        };
         FastPath { schema, parse_ts }
     }
 
     /// The fields of a valid event, as decode.Decoder.decode returns them, or None when this is
     /// not the common case (the careful path then decides).
-    fn decode<'py>(
-        &self,
-        value: &Bound<'py, PyBytes>,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    fn decode<'py>(&self, value: &Bound<'py, PyBytes>) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let py = value.py();
-        let Some(event) = self.schema.read(value.as_bytes()) else { return Ok(None) };
+        let Some(event) = self.schema.read(value.as_bytes()) else {
+            return Ok(None);
+        };
         if !name_allowed(&event.name) {
             return Ok(None);
         }
-        let Some(ts) = self.millis(py, &event.ts)? else { return Ok(None) };
+        let Some(ts) = self.millis(py, &event.ts)? else {
+            return Ok(None);
+        };
         let fields = (
             event.add,
             event.cohort_id.as_ref(),
@@ -137,9 +149,15 @@ impl FastPath {
             }
         }
         let value = msg.call_method0(intern!(py, "value"))?;
-        let Ok(value) = value.cast_into::<PyBytes>() else { return Ok(None) };
-        let Some(event) = self.schema.read(value.as_bytes()) else { return Ok(None) };
-        let Some(ts) = self.millis(py, &event.ts)? else { return Ok(None) };
+        let Ok(value) = value.cast_into::<PyBytes>() else {
+            return Ok(None);
+        };
+        let Some(event) = self.schema.read(value.as_bytes()) else {
+            return Ok(None);
+        };
+        let Some(ts) = self.millis(py, &event.ts)? else {
+            return Ok(None);
+        };
         let view = match views.get_mut(event.cohort_id.as_ref()) {
             Some(view) => view,
             None => match open_buffer(cohorts, &event.cohort_id)? {
@@ -208,7 +226,9 @@ fn open_buffer<'py>(
     cohorts: &Bound<'py, PyDict>,
     cohort_id: &str,
 ) -> PyResult<Option<BufferView<'py>>> {
-    let Some(cohort) = cohorts.get_item(cohort_id)? else { return Ok(None) };
+    let Some(cohort) = cohorts.get_item(cohort_id)? else {
+        return Ok(None);
+    };
     let buf = cohort.getattr(intern!(cohorts.py(), "open"))?;
     if buf.is_none() {
         return Ok(None);
