@@ -27,6 +27,8 @@ tools:  ## helm (from its Go module) and prometheus/promtool (Debian) for the ch
 lint: $(VENV)/.installed
 	$(BIN)/ruff check streamer tests
 	$(BIN)/mypy --strict streamer
+	cargo fmt --manifest-path streamer/fastpath/Cargo.toml --check
+	cargo clippy --quiet --manifest-path streamer/fastpath/Cargo.toml --release -- -D warnings
 
 test: $(VENV)/.installed tools lint  ## lint, type-check, then every test on a real broker
 	$(BIN)/python -m pytest -q
