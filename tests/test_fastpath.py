@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -26,6 +25,7 @@ from streamer.dlq import Done, Origin
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.seal import seal
+from tests.test_batch import FakeMessage as Msg
 
 SCHEMAS = [
     EventsConfig(),
@@ -186,33 +186,6 @@ def test_native_decode_refuses_values_over_the_size_limit() -> None:
 # --- ingest: native runs against the careful Python way, message by message ---
 
 
-@dataclass
-class Msg:
-    _value: bytes | None
-    _partition: int
-    _offset: int
-    _key: bytes | None
-    _topic: str = "events"
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000 + self._offset)
-
-
 class RecordingDlq:
     def __init__(self) -> None:
         self.written: list[tuple[Origin, str]] = []
@@ -305,7 +278,9 @@ def consumed_batches(draw: st.DrawFn, topics: tuple[str, ...]) -> list[list[Msg]
             for value in draw(st.lists(event_values, max_size=12)):
                 offsets[tp] += draw(st.sampled_from([1, 1, 1, 3]))  # compaction leaves gaps
                 key = draw(st.sampled_from([None, b"k"]))
-                batch.append(Msg(value, tp[1], offsets[tp], key, _topic=tp[0]))
+                batch.append(
+                    Msg(value, _topic=tp[0], _partition=tp[1], _offset=offsets[tp], _key=key)
+                )
         steps.append(batch)
         if draw(st.booleans()):
             steps.append(
@@ -357,7 +332,7 @@ def test_native_ingest_takes_the_common_case_itself() -> None:
 
     p._take = counting  # type: ignore[method-assign]
     events = [
-        Msg(orjson.dumps({"action": "enter", "cohort_id": "c1", "uid": f"u{i % 7}"}), 0, i, None)
+        Msg(orjson.dumps({"action": "enter", "cohort_id": "c1", "uid": f"u{i % 7}"}), _offset=i)
         for i in range(100)
     ]
     p.ingest(events)  # type: ignore[arg-type]

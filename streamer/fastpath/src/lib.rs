@@ -84,7 +84,6 @@ impl FastPath {
     /// pipeline.Pipeline.cohorts). Entries are pipeline entries with `rng` as their range.
     /// `topic` None: one topic is consumed, so a run ends only where the partition changes
     /// (reading each message's topic would cost a cache miss per event).
-    #[allow(clippy::too_many_arguments)]
     fn ingest_run(
         &self,
         messages: &Bound<'_, PyList>,
