@@ -148,7 +148,9 @@ class Streamer:
                 if not self._paused:
                     log.info(
                         "pausing consumption (buffered %d events, %d bytes, auth blocked %s)",
-                        p.buffered_events, p.buffered_bytes, self.auth.blocked,
+                        p.buffered_events,
+                        p.buffered_bytes,
+                        self.auth.blocked,
                     )
                 await self.source.pause(newly)
             self._paused = assigned

@@ -16,10 +16,8 @@ from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
 from streamer import _fastpath
+from streamer._fastpath import Held
 from streamer.offsets import PendingRange, TopicPartition
-
-# bytes one member adds to a body beyond its uid: {"uid":""} plus the separating comma
-MEMBER_OVERHEAD = _fastpath.MEMBER_OVERHEAD
 
 
 class SourceMessage(Protocol):
@@ -33,49 +31,52 @@ class SourceMessage(Protocol):
     def timestamp(self) -> tuple[int, int]: ...
 
 
-# The winning event of one uid, a plain tuple (built once per event, the cheapest object):
-# (add, message value, event time in epoch ms, its PendingRange, message key, offset, value
-# size). The range is settled on the API's answer or the DLQ's confirmation. The Message object
-# itself is not kept: it is ~275 bytes per buffered event more, and the DLQ needs only these
-# fields. The size is kept, though len(value) would give it: settling then reads only the tuple,
-# not thousands of value objects scattered in memory.
+# One held event as Python sees it (tests, and the careful path's put): (add, message value,
+# event time in epoch ms, its PendingRange, message key, offset, value size). The range is
+# settled on the API's answer or the DLQ's confirmation. Buffers hold events as Rust data
+# (streamer/fastpath/src/store.rs), not as these tuples: no Python object per buffered event.
 Entry = tuple[bool, bytes, int, PendingRange, bytes | None, int, int]
 
 
 class CohortBuffer:
-    """The coalesced changes of one cohort that are not being sent yet, one dict per action (a
-    seal of one action then never walks the other's entries)."""
+    """The coalesced changes of one cohort that are not being sent yet: per action, the latest
+    event per uid (a seal of one action then never walks the other's events)."""
 
-    __slots__ = ("add_bytes", "adds", "cohort_id", "description", "name", "opened_at",
-                 "remove_bytes", "removes")  # fmt: skip
+    __slots__ = ("adds", "cohort_id", "description", "name", "opened_at", "removes")
 
     def __init__(self, cohort_id: str, opened_at: float) -> None:
         self.cohort_id = cohort_id
         self.name = cohort_id
         self.description: str | None = None
-        self.adds: dict[str, Entry] = {}
-        self.removes: dict[str, Entry] = {}
-        # per action, a lower bound of its members' bytes in a body (len(uid) never exceeds the
-        # escaped UTF-8): above max_payload_bytes the action surely fills one body
-        self.add_bytes = 0
-        self.remove_bytes = 0
+        self.adds = Held()
+        self.removes = Held()
         self.opened_at = opened_at  # monotonic time of the oldest event held: linger counts from it
 
     def put(self, uid: str, entry: Entry) -> Entry | None:
-        """Hold one event; returns the entry it superseded, which is settled now. (In Rust, with
-        the ingest loop that calls it per event: streamer/fastpath/src/buffer.rs.)"""
+        """Hold one event; returns the entry it superseded, which is settled now. (The ingest
+        loop does the same per event in Rust: streamer/fastpath/src/store.rs.)"""
         return _fastpath.put(self, uid, entry)
 
     @property
     def entries(self) -> dict[str, Entry]:
         """Every held uid (a copy: adds, then removes)."""
-        return {**self.adds, **self.removes}
+        return {**self.adds.entries(True), **self.removes.entries(False)}
 
     def __len__(self) -> int:
         return len(self.adds) + len(self.removes)
 
     def __contains__(self, uid: str) -> bool:
         return uid in self.adds or uid in self.removes
+
+    # per action, a lower bound of its members' bytes in a body (len(uid) never exceeds the
+    # escaped UTF-8): above max_payload_bytes the action surely fills one body
+    @property
+    def add_bytes(self) -> int:
+        return self.adds.est_bytes
+
+    @property
+    def remove_bytes(self) -> int:
+        return self.removes.est_bytes
 
     def has_full_body(self, max_bytes: int) -> bool:
         return self.add_bytes >= max_bytes or self.remove_bytes >= max_bytes
@@ -84,27 +85,15 @@ class CohortBuffer:
     def est_bytes(self) -> int:
         return self.add_bytes + self.remove_bytes
 
-    def keep(self, add: bool, kept: dict[str, Entry]) -> None:
-        """Hold only `kept` of one action (what a seal left), with its byte estimate."""
-        size = sum(map(len, kept)) + MEMBER_OVERHEAD * len(kept)
-        if add:
-            self.adds, self.add_bytes = kept, size
-        else:
-            self.removes, self.remove_bytes = kept, size
-
-    def drop_partitions(self, lost: set[TopicPartition]) -> list[Entry]:
-        """Forget events of lost partitions (redelivered to the new owner); returns them."""
-        dropped: list[Entry] = []
-        for add, held in ((True, self.adds), (False, self.removes)):
-            gone = [entry for entry in held.values() if entry[3].tp in lost]
-            if gone:
-                dropped += gone
-                self.keep(add, {u: e for u, e in held.items() if e[3].tp not in lost})
-        return dropped
+    def drop_partitions(self, lost: set[TopicPartition]) -> tuple[int, int]:
+        """Forget events of lost partitions (redelivered to the new owner), unsettled; returns
+        (events, value bytes) forgotten."""
+        add_events, add_bytes = self.adds.drop_partitions(lost)
+        remove_events, remove_bytes = self.removes.drop_partitions(lost)
+        return add_events + remove_events, add_bytes + remove_bytes
 
     def holds_any(self, partitions: set[TopicPartition]) -> bool:
-        held = (*self.adds.values(), *self.removes.values())
-        return any(entry[3].tp in partitions for entry in held)
+        return self.adds.holds_any(partitions) or self.removes.holds_any(partitions)
 
 
 class Cohort:

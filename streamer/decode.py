@@ -125,7 +125,6 @@ class Decoder:
         return (add, cohort_id, name, description, uid, ts_ms)
 
 
-
 def _name_problem(name: str) -> str | None:
     bad = _FORBIDDEN_NAME.search(name)
     return f"cohort name {_show(name)} has forbidden {_show(bad.group())}" if bad else None

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, Producer
 
-from streamer.batch import Entry, SourceMessage
+from streamer.batch import SourceMessage
 from streamer.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,6 @@ class Origin(NamedTuple):
 def origin_of(msg: SourceMessage) -> Origin:
     return Origin(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value())
 
-
-def origin_of_entry(entry: Entry) -> Origin:
-    topic, partition = entry[3].tp
-    return Origin(topic, partition, entry[5], entry[4], entry[1])
 
 Headers = list[tuple[str, str | bytes | None]]
 

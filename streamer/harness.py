@@ -30,9 +30,7 @@ def committed_lag(bootstrap: str, group: str, topics: list[str]) -> int:
     try:
         metadata = consumer.list_topics(timeout=10)
         partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in metadata.topics[topic].partitions
+            TopicPartition(topic, p) for topic in topics for p in metadata.topics[topic].partitions
         ]
         committed = consumer.committed(partitions, timeout=10)
         lag = 0

@@ -7,7 +7,6 @@ No uid, cohort or URL ever becomes a label.
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
@@ -186,11 +185,10 @@ class Metrics:
 
 
 class AgeHistogram(Collector):
-    """A histogram of ages, fed a whole request body's event timestamps at once.
+    """A histogram of ages, fed a whole request body's counts at once.
 
     Histogram.observe() takes a lock and searches the buckets once per value; a body settles
-    thousands of events. Here the timestamps are sorted once (in C) and each bucket is one
-    binary search: an age is within `le` exactly when its timestamp is at or after now - le.
+    thousands of events, whose ages are counted per bucket in Rust (Members.ages).
     """
 
     def __init__(
@@ -198,30 +196,24 @@ class AgeHistogram(Collector):
     ) -> None:
         self._name = name
         self._documentation = documentation
-        self._bounds = list(buckets)
-        self._counts = [0] * len(self._bounds)  # cumulative, like the exposition
+        self.bounds = list(buckets)  # upper bounds in seconds, ascending
+        self._counts = [0] * len(self.bounds)  # cumulative, like the exposition
         self._count = 0
         self._sum = 0.0
         self._lock = threading.Lock()  # collect() runs on the metrics server's thread
         registry.register(self)
 
-    def observe_since(self, now_ms: float, stamps_ms: list[int]) -> None:
-        """Observe now - stamp (in seconds, never negative) for every stamp."""
-        if not stamps_ms:
-            return
-        stamps = sorted(stamps_ms)
-        n = len(stamps)
-        future = bisect.bisect_right(stamps, now_ms)  # clock skew: counted as age 0
-        total_ms = (future * now_ms - sum(stamps[:future])) if future else 0.0
+    def observe(self, within: list[int], count: int, total: float) -> None:
+        """Observe `count` ages summing to `total` seconds, within[i] of them at most bounds[i]."""
         with self._lock:
-            for i, bound in enumerate(self._bounds):
-                self._counts[i] += n - bisect.bisect_left(stamps, now_ms - bound * 1000)
-            self._count += n
-            self._sum += total_ms / 1000
+            for i, n in enumerate(within):
+                self._counts[i] += n
+            self._count += count
+            self._sum += total
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            buckets = [(_le(b), c) for b, c in zip(self._bounds, self._counts, strict=True)]
+            buckets = [(_le(b), c) for b, c in zip(self.bounds, self._counts, strict=True)]
             buckets.append(("+Inf", self._count))
             total = self._sum
         yield HistogramMetricFamily(

@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import operator
 import time
 from collections.abc import Callable
 
-from streamer import _fastpath
+from streamer._fastpath import Members
 from streamer.batch import (
     Cohort,
     CohortBuffer,
@@ -40,7 +39,6 @@ from streamer.send import Sender
 log = logging.getLogger(__name__)
 
 IDLE_TICK_SECONDS = 0.05
-_SIZE = operator.itemgetter(6)  # Entry fields (see streamer/batch.py)
 
 
 class Pipeline:
@@ -163,7 +161,11 @@ class Pipeline:
     ) -> None:
         log.warning(
             "invalid event %s[%d]@%d: %s (%s)",
-            msg.topic(), msg.partition(), msg.offset(), rejection.reason, rejection.detail,
+            msg.topic(),
+            msg.partition(),
+            msg.offset(),
+            rejection.reason,
+            rejection.detail,
         )
         self._metrics.invalid_events.labels(rejection.reason).inc()
 
@@ -263,15 +265,11 @@ class Pipeline:
             cohort.busy = False
             self._wake.set()
 
-    def _settle(self, entries: list[Entry]) -> None:
+    def _settle(self, members: Members) -> None:
         """These winning events are applied (or dead-lettered): their offsets may be committed.
 
         One pass in Rust: a body holds thousands of events, from few ranges."""
-        self._forget(len(entries), _fastpath.settle(entries))
-
-    def _release(self, entries: list[Entry]) -> None:
-        """These entries are dropped unsettled (redelivered to a partition's new owner)."""
-        self._forget(len(entries), sum(map(_SIZE, entries)))
+        self._forget(*members.settle())
 
     def _forget(self, events: int, nbytes: int) -> None:
         """Events no longer held in memory."""
@@ -317,7 +315,7 @@ class Pipeline:
         stopped = [
             (shipment, cohort, task)
             for shipment, (cohort, task) in self.sending.items()
-            if any(entry[3].tp in partitions for entry in shipment.unsettled())
+            if shipment.holds_any(partitions)
         ]
         for _shipment, _cohort, task in stopped:
             task.cancel()
@@ -326,19 +324,15 @@ class Pipeline:
             self._requeue(cohort, shipment, partitions)
 
     def _requeue(self, cohort: Cohort, shipment: Shipment, released: set[TopicPartition]) -> None:
+        """Events of released partitions are dropped (redelivered to the new owner); one whose
+        uid the buffer holds again is settled (the later event wins); the rest is held again."""
         buf = cohort.open
         if buf is None:
             buf = cohort.open = CohortBuffer(cohort.cohort_id, self._clock())
             buf.name, buf.description = shipment.name, shipment.description
-        dropped: list[Entry] = []
-        for uid, entry in shipment.unsettled_by_uid():
-            if entry[3].tp in released:
-                dropped.append(entry)  # redelivered to the new owner
-            elif uid in buf:
-                self._settle([entry])  # a later event of this uid is held: it wins
-            else:
-                buf.put(uid, entry)
-        self._release(dropped)
+        for members in shipment.unsettled():
+            own, other = (buf.adds, buf.removes) if members.add else (buf.removes, buf.adds)
+            self._forget(*members.requeue(own, other, released))
         if not len(buf):
             cohort.open = None
 
@@ -348,7 +342,7 @@ class Pipeline:
             buf = cohort.open
             if buf is None:
                 continue
-            self._release(buf.drop_partitions(partitions))
+            self._forget(*buf.drop_partitions(partitions))
             if not len(buf):
                 cohort.open = None
 

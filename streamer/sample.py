@@ -20,8 +20,10 @@ INVALID_SAMPLES: tuple[tuple[bytes, str], ...] = (
     (b'{"action":"enter","cohort_id":"c-x","cohort_name":"X"}', "missing_field"),
     (b'{"action":"enter","cohort_id":"c-x","cohort_name":"X","uid":""}', "invalid_field"),
     (b'{"action":"join","cohort_id":"c-x","cohort_name":"X","uid":"u1"}', "unknown_action"),
-    (b'{"action":"enter","cohort_id":"c-x","cohort_name":"bad|name","uid":"u1"}',
-     "invalid_cohort_name"),
+    (
+        b'{"action":"enter","cohort_id":"c-x","cohort_name":"bad|name","uid":"u1"}',
+        "invalid_cohort_name",
+    ),
     (b"[1,2,3]", "invalid_json"),
 )
 
@@ -104,4 +106,3 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> 
     remaining = producer.flush(60)
     if remaining:
         raise RuntimeError(f"{remaining} sample messages were not delivered to {topic}")
-

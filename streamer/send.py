@@ -11,26 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 import random
 import time
 from collections.abc import Callable
 
-from streamer.batch import Entry
+from streamer._fastpath import Members
 from streamer.classify import Outcome, Verdict, classify
 from streamer.client import CohortSyncClient
 from streamer.config import ConfigError, MoEngageConfig
-from streamer.dlq import DeadLetterWriter, origin_of_entry
+from streamer.dlq import DeadLetterWriter, Origin
 from streamer.metrics import Metrics, status_class
-from streamer.payload import Envelope, member_bytes
+from streamer.payload import Envelope
 from streamer.ratelimit import RateLimiter
 from streamer.seal import Shipment
 
-# called once per parcel with the entries it settled (accepted by the API or dead-lettered)
-Settle = Callable[[list[Entry]], None]
+# called once per parcel with the events it settled (accepted by the API or dead-lettered)
+Settle = Callable[[Members], None]
 
 log = logging.getLogger(__name__)
-_EVENT_TIME = operator.itemgetter(2)  # Entry's event time in epoch ms (see streamer/batch.py)
 
 
 class AuthGate:
@@ -82,50 +80,48 @@ class Sender:
         Safe to call again after an exception: settled parcels are skipped, and an unsettled
         one is sent again whole (add and remove are idempotent).
         """
-        if shipment.too_large:
-            refused = [entry for _uid, entry in shipment.too_large]
+        while shipment.too_large:
+            refused = shipment.too_large[0]
             detail = "a request with this uid alone exceeds max_payload_bytes"
             await self._reject(shipment.cohort_id, refused, "event_too_large", detail)
             settle(refused)
-            shipment.too_large = []
+            shipment.too_large.pop(0)
         while shipment.done < len(shipment.parcels):
             parcel = shipment.parcels[shipment.done]
-            await self._send(shipment.cohort_id, parcel.envelope, parcel.uids, parcel.entries,
-                             parcel.data)  # fmt: skip
-            settle(parcel.entries)
+            await self._send(shipment.cohort_id, parcel.envelope, parcel.members, parcel.data)
+            settle(parcel.members)
             shipment.done += 1
 
     async def _send(
         self,
         cohort_id: str,
         envelope: Envelope,
-        uids: list[str],
-        entries: list[Entry],
+        members: Members,
         data: bytes | None = None,
     ) -> None:
         if data is None:
-            data = envelope.body([member_bytes(uid) for uid in uids])
+            data = members.body(envelope.head, envelope.tail)
         attempt = 0
         while True:
             status, outcome = await self._post(envelope.action, data)
             verdict = outcome.verdict
             if verdict is Verdict.ACCEPTED:
                 self.auth.open()
-                self._record_accepted(envelope.action, entries, len(data))
+                self._record_accepted(envelope.action, members, len(data))
                 return
             if verdict is Verdict.RETRY:
                 attempt += 1
                 await self._back_off(outcome.cause, attempt, outcome.retry_after)
             elif verdict is Verdict.AUTH:
                 await self._wait_for_auth(outcome.cause)
-            elif verdict is Verdict.REJECT_ALL or len(uids) == 1:
+            elif verdict is Verdict.REJECT_ALL or len(members) == 1:
                 reason = "event_too_large" if verdict is Verdict.SPLIT else "rejected_by_api"
-                await self._reject(cohort_id, entries, reason, f"HTTP {status}: {outcome.cause}")
+                await self._reject(cohort_id, members, reason, f"HTTP {status}: {outcome.cause}")
                 return
             else:  # SPLIT (413) or BISECT (400 about members): send each half on its own
-                half = len(uids) // 2
-                await self._send(cohort_id, envelope, uids[:half], entries[:half])
-                await self._send(cohort_id, envelope, uids[half:], entries[half:])
+                first, rest = members.halves()
+                await self._send(cohort_id, envelope, first)
+                await self._send(cohort_id, envelope, rest)
                 return
 
     async def _post(self, action: str, data: bytes) -> tuple[int, Outcome]:
@@ -173,19 +169,18 @@ class Sender:
         except ConfigError as exc:
             log.error("cannot re-read credentials: %s", exc)
 
-    async def _reject(
-        self, cohort_id: str, entries: list[Entry], reason: str, detail: str
-    ) -> None:
+    async def _reject(self, cohort_id: str, members: Members, reason: str, detail: str) -> None:
         """Dead-letter these winning events; returns once the broker confirmed them all."""
-        if not entries:
+        origins = [Origin(*origin) for origin in members.origins()]
+        if not origins:
             return
-        first = origin_of_entry(entries[0])
+        first = origins[0]
         log.warning(
             "dead-lettering %d member(s) of cohort %s (first from %s[%d]@%d): %s",
-            len(entries), cohort_id, first.topic, first.partition, first.offset, detail,
+            len(origins), cohort_id, first.topic, first.partition, first.offset, detail,
         )  # fmt: skip
         loop = asyncio.get_running_loop()
-        remaining = len(entries)
+        remaining = len(origins)
         all_written = loop.create_future()
 
         def written() -> None:
@@ -194,14 +189,14 @@ class Sender:
             if remaining == 0 and not all_written.done():
                 all_written.set_result(None)
 
-        self._metrics.invalid_events.labels(reason).inc(len(entries))
-        for entry in entries:
-            self._dlq.write(origin_of_entry(entry), reason, detail, written)
+        self._metrics.invalid_events.labels(reason).inc(len(origins))
+        for origin in origins:
+            self._dlq.write(origin, reason, detail, written)
         await all_written
 
-    def _record_accepted(self, action: str, entries: list[Entry], size: int) -> None:
+    def _record_accepted(self, action: str, members: Members, size: int) -> None:
         m = self._metrics
-        m.members_per_request.labels(action).observe(len(entries))
+        m.members_per_request.labels(action).observe(len(members))
         m.request_body_bytes.labels(action).observe(size)
-        m.members_acknowledged.labels(action).inc(len(entries))
-        m.ack_latency.observe_since(time.time() * 1000, list(map(_EVENT_TIME, entries)))
+        m.members_acknowledged.labels(action).inc(len(members))
+        m.ack_latency.observe(*members.ages(time.time() * 1000, m.ack_latency.bounds))

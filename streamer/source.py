@@ -205,9 +205,7 @@ class KafkaSource:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.generation += 1
-        points = self._run_on_loop(
-            self._handler.revoking(tps), timeout=self._revoke_deadline + 5
-        )
+        points = self._run_on_loop(self._handler.revoking(tps), timeout=self._revoke_deadline + 5)
         if points:
             offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
             try:

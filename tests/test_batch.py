@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from streamer._fastpath import MEMBER_OVERHEAD
 from streamer.batch import (
-    MEMBER_OVERHEAD,
     Cohort,
     CohortBuffer,
     Entry,
@@ -21,7 +21,7 @@ from streamer.batch import (
     pick_largest,
 )
 from streamer.offsets import OffsetTracker, PendingRange, TopicPartition
-from streamer.payload import Envelope, member_bytes
+from tests.test_payload import member_bytes
 
 P0: TopicPartition = ("events", 0)
 P1: TopicPartition = ("events", 1)
@@ -159,8 +159,7 @@ def test_estimate_is_the_real_body_for_ascii_uids() -> None:
     buf = CohortBuffer("c", 0.0)
     uids = [f"user-{i:05d}" for i in range(200)]
     Feed().batch(buf, [(u, True, P0) for u in uids])
-    env = Envelope("add_members", "p", "c", "c", None)
-    real = len(env.body([member_bytes(u) for u in uids])) - env.overhead
+    real = len(b",".join(member_bytes(u) for u in uids))
     assert buf.add_bytes == real + 1  # the estimate counts one comma per member
     assert len(member_bytes("")) + 1 == MEMBER_OVERHEAD
 
@@ -174,15 +173,6 @@ def test_has_full_body_per_action_not_in_total() -> None:
     assert buf.est_bytes > two + 1
 
 
-def test_keep_one_action_recomputes_its_estimate_only() -> None:
-    buf = CohortBuffer("c", 0.0)
-    Feed().batch(buf, [("a", True, P0), ("bb", True, P0), ("r", False, P0)])
-    buf.keep(True, {"bb": buf.adds["bb"]})
-    assert (buf.add_bytes, buf.remove_bytes) == (member_size("bb"), member_size("r"))
-    assert actions(buf) == (["bb"], ["r"])
-    assert len(buf) == 2 and "r" in buf and "a" not in buf
-
-
 # --- dropping lost partitions ---
 
 
@@ -190,8 +180,9 @@ def test_drop_partitions_returns_their_winners_and_keeps_the_rest() -> None:
     buf = CohortBuffer("c", 0.0)
     feed = Feed(P0, P1)
     feed.batch(buf, [("a", True, P0), ("b", True, P1), ("b", False, P1), ("c", False, P0)])
-    dropped = buf.drop_partitions({P1})
-    assert [e[5] for e in dropped] == [1]
+    winner = buf.entries["b"]
+    assert winner[5] == 1  # P1 offsets 0, 1: the exit won
+    assert buf.drop_partitions({P1}) == (1, winner[6])
     assert actions(buf) == (["a"], ["c"])
     assert (buf.add_bytes, buf.remove_bytes) == (member_size("a"), member_size("c"))
     assert buf.holds_any({P0}) and not buf.holds_any({P1})
@@ -204,7 +195,7 @@ def test_drop_partitions_of_untouched_partition_changes_nothing() -> None:
     buf = CohortBuffer("c", 0.0)
     Feed().batch(buf, [("a", True, P0), ("a", False, P0)])
     before = dict(buf.entries)
-    assert buf.drop_partitions({P1}) == []
+    assert buf.drop_partitions({P1}) == (0, 0)
     assert buf.entries == before
 
 

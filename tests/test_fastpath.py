@@ -228,8 +228,9 @@ def state(p: Pipeline, dlq: RecordingDlq) -> dict[str, Any]:
 
     cohorts = {
         cid: None if (b := c.open) is None else (
-            b.name, b.description, entries(b.adds), entries(b.removes),
-            b.add_bytes, b.remove_bytes, list(b.adds), list(b.removes),
+            b.name, b.description, entries(b.adds.entries(True)),
+            entries(b.removes.entries(False)), b.add_bytes, b.remove_bytes,
+            list(b.adds.entries(True)), list(b.removes.entries(False)),
         )
         for cid, c in p.cohorts.items()
     }  # fmt: skip
@@ -303,7 +304,7 @@ def run(
         take = Take.EVERYTHING if step[1] == "all" else Take.FULL_BODIES
         shipment = seal(cohort.open, "partner", 40, take)  # 40 bytes: a body holds few members
         for parcel in shipment.parcels:
-            p._settle(parcel.entries)
+            p._settle(parcel.members)
         if not len(cohort.open):
             cohort.open = None
     return state(p, dlq)

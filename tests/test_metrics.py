@@ -1,4 +1,5 @@
-"""streamer/metrics.py: the bulk age histogram exposes what prometheus_client's would."""
+"""streamer/metrics.py: the bulk age histogram (ages counted by Members.ages in Rust) exposes
+what prometheus_client's would."""
 
 from __future__ import annotations
 
@@ -6,10 +7,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
+from streamer._fastpath import Members
+from streamer.batch import CohortBuffer
 from streamer.metrics import AgeHistogram
+from streamer.offsets import PendingRange
 
 BUCKETS = (0.05, 0.1, 1, 2.5, 60, 3600)
 NOW_MS = 1_800_000_000_000
+
+
+def members_timed(stamps_ms: list[int]) -> Members:
+    """A body's members with these event times."""
+    buf = CohortBuffer("c", 0.0)
+    rng = PendingRange(("t", 0), 0, len(stamps_ms), len(stamps_ms))
+    for i, ts in enumerate(stamps_ms):
+        buf.put(f"u{i}", (True, b"{}", ts, rng, None, i, 2))
+    [(_data, members)], refused = buf.adds.seal(b"", b"", 10**9, 0, True)
+    assert refused is None
+    return members
 
 
 def exposition(registry: CollectorRegistry) -> list[str]:
@@ -36,7 +51,9 @@ def test_same_buckets_count_and_sum_as_observing_one_by_one(bodies: list[list[in
     bulk = AgeHistogram("age_seconds", "age", BUCKETS, ours)
     single = Histogram("age_seconds", "age", buckets=BUCKETS, registry=reference)
     for ages in bodies:
-        bulk.observe_since(NOW_MS, [NOW_MS - age for age in ages])
+        if ages:
+            members = members_timed([NOW_MS - age for age in ages])
+            bulk.observe(*members.ages(NOW_MS, bulk.bounds))
         for age in ages:
             single.observe(max(0, age) / 1000)
     mine, theirs = exposition(ours), exposition(reference)

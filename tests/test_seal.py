@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.batch import CohortBuffer, Take
-from streamer.payload import member_bytes
 from streamer.seal import Shipment, seal
 from tests.test_batch import P0, P1, Feed, actions, settle
+from tests.test_payload import member_bytes
 
 PARTNER = "cohort-streamer"
 
@@ -22,15 +23,19 @@ def filled(adds: int, removes: int = 0, feed: Feed | None = None) -> CohortBuffe
 
 
 def sent_uids(shipment: Shipment) -> list[str]:
-    return [uid for parcel in shipment.parcels for uid in parcel.uids]
+    return [uid for parcel in shipment.parcels for uid in parcel.members.uids()]
 
 
 def check_aligned(shipment: Shipment) -> None:
-    """Each parcel carries exactly the winning entries of its uids, in body order."""
+    """Each parcel carries exactly the winning entries of its body's uids, in body order."""
     for parcel in shipment.parcels:
-        assert len(parcel.entries) == len(parcel.uids)
-        for uid, entry in zip(parcel.uids, parcel.entries, strict=True):
+        body_uids = [m["uid"] for m in orjson.loads(parcel.data)["parameters"]["members"]]
+        assert body_uids == parcel.members.uids()
+        entries = parcel.members.entries()
+        assert len(entries) == len(body_uids) == len(parcel.members)
+        for uid, entry in zip(body_uids, entries, strict=True):
             assert f'"uid":"{uid}"'.encode() in entry[1]
+            assert entry[0] is parcel.members.add
 
 
 def test_everything_takes_all_and_empties_the_buffer() -> None:
@@ -76,7 +81,7 @@ def test_settling_a_partial_seal_commits_only_up_to_the_oldest_kept_event() -> N
     feed.batch(buf, [(f"user-{i:06d}", True, P0) for i in range(3000)])
     shipment = seal(buf, PARTNER, 20_000, Take.FULL_BODIES)
     for parcel in shipment.parcels:
-        settle(parcel.entries)
+        assert parcel.members.settle() == (len(parcel.members), parcel.members.value_bytes)
     marks = feed.watermarks()
     assert marks.get(P1, 0) == 0  # the kept remove holds its partition
     assert marks[P0] == 0  # the kept add remainder is in P0's only range
@@ -103,7 +108,8 @@ def test_a_uid_too_large_for_any_body_is_set_aside_and_the_rest_still_sent() -> 
     buf = CohortBuffer("c", 0.0)
     Feed().batch(buf, [("a", True, P0), ("x" * 3000, True, P0), ("b", True, P0)])
     shipment = seal(buf, PARTNER, 2000, Take.EVERYTHING)
-    assert [(uid[0], e[5]) for uid, e in shipment.too_large] == [("x", 1)]
+    [refused] = shipment.too_large
+    assert refused.uids() == ["x" * 3000] and [e[5] for e in refused.entries()] == [1]
     assert sent_uids(shipment) == ["a", "b"]
     check_aligned(shipment)
 
@@ -131,8 +137,9 @@ def test_seal_property(events: list[tuple[int, bool]], max_bytes: int, take: Tak
         assert all(held[uid] is larger_is_add for uid in sent)
     for parcel in shipment.parcels:
         assert len(parcel.data) <= max_bytes
-        assert all(held[uid] == (parcel.envelope.action == "add_members") for uid in parcel.uids)
+        assert all(held[uid] is parcel.members.add for uid in parcel.members.uids())
+        assert parcel.members.add is (parcel.envelope.action == "add_members")
     check_aligned(shipment)
     for parcel in shipment.parcels:
-        settle(parcel.entries)
+        parcel.members.settle()
     assert feed.tracker.pending_events() == len(buf.entries)

@@ -64,9 +64,9 @@ def measure(log: list[Message]) -> tuple[float, float]:
             continue
         shipment = seal(cohort.open, "cohort-streamer", 128_000, Take.EVERYTHING)
         for parcel in shipment.parcels:
-            p._settle(parcel.entries)
-            stamps = [entry[2] for entry in parcel.entries]
-            p._metrics.ack_latency.observe_since(time.time() * 1000, stamps)
+            p._settle(parcel.members)
+            ages = parcel.members.ages(time.time() * 1000, p._metrics.ack_latency.bounds)
+            p._metrics.ack_latency.observe(*ages)
     assert p.tracker.pending_events() == 0, "every event settled"
     return ingested - started, time.process_time() - ingested
 

@@ -1,60 +1,77 @@
-//! payload.pack's common case: uids that JSON writes as themselves (ASCII, nothing escaped),
-//! packed into bodies in one pass over their bytes.
+//! Cohort Sync request bodies: `head` + members joined by commas + `tail`, packed in order
+//! close to the size limit and never over it. A member is {"uid":<uid as JSON>}, written as
+//! orjson writes it (serde_json escapes the same characters the same way).
 
-use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString};
+const MEMBER_OPEN: &[u8] = b"{\"uid\":";
+const MEMBER_CLOSE: &[u8] = b"}";
 
-const MEMBER_OPEN: &[u8] = b"{\"uid\":\"";
-const MEMBER_CLOSE: &[u8] = b"\"}";
+/// Bodies with the indices of the uids each carries, and the indices of uids that fit in no
+/// body on their own.
+pub struct Packed {
+    pub bodies: Vec<(Vec<u8>, Vec<usize>)>,
+    pub too_large: Vec<usize>,
+}
 
-/// Packed bodies, each with the number of uids it holds.
-pub type Bodies<'py> = Vec<(Bound<'py, PyBytes>, usize)>;
+fn member(out: &mut Vec<u8>, uid: &str) {
+    out.extend_from_slice(MEMBER_OPEN);
+    serde_json::to_writer(&mut *out, uid).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(MEMBER_CLOSE);
+}
 
-/// Bodies of at most `max_bytes`, each `head` + members joined by commas + `tail`, as
-/// (body, number of uids), filled in order; None when some uid is not plain or could not fit a
-/// body on its own (streamer/payload.py then packs them one by one).
-pub fn pack_plain<'py>(
-    head: &[u8],
-    tail: &[u8],
-    uids: &Bound<'py, PyList>,
-    max_bytes: usize,
-) -> PyResult<Option<Bodies<'py>>> {
-    let py = uids.py();
-    let mut bodies = Vec::new();
+fn fresh(head: &[u8], max_bytes: usize) -> Vec<u8> {
     let mut body = Vec::with_capacity(max_bytes);
     body.extend_from_slice(head);
-    let mut count = 0;
-    for uid in uids.iter() {
-        let uid = uid.cast_into::<PyString>()?;
-        // SAFETY: uid is a live str; the check reads only its header
-        if unsafe { pyo3::ffi::PyUnicode_IS_ASCII(uid.as_ptr()) } == 0 {
-            return Ok(None);
+    body
+}
+
+/// Packs uids into bodies of at most `max_bytes`, filled in order.
+pub fn pack<'a>(
+    head: &[u8],
+    tail: &[u8],
+    uids: impl Iterator<Item = &'a str>,
+    max_bytes: usize,
+) -> Packed {
+    let mut packed = Packed {
+        bodies: Vec::new(),
+        too_large: Vec::new(),
+    };
+    let mut body = fresh(head, max_bytes);
+    let mut carried = Vec::new();
+    let mut scratch = Vec::new();
+    for (i, uid) in uids.enumerate() {
+        scratch.clear();
+        member(&mut scratch, uid);
+        if head.len() + scratch.len() + tail.len() > max_bytes {
+            packed.too_large.push(i);
+            continue;
         }
-        let text = uid.to_str()?.as_bytes(); // an ASCII str's own buffer: no copy
-        if !text.iter().all(|&b| b >= 0x20 && b != b'"' && b != b'\\') {
-            return Ok(None);
-        }
-        let member = MEMBER_OPEN.len() + text.len() + MEMBER_CLOSE.len();
-        if head.len() + member + tail.len() > max_bytes {
-            return Ok(None);
-        }
-        if count > 0 && body.len() + 1 + member + tail.len() > max_bytes {
+        if !carried.is_empty() && body.len() + 1 + scratch.len() + tail.len() > max_bytes {
             body.extend_from_slice(tail);
-            bodies.push((PyBytes::new(py, &body), count));
-            body.truncate(head.len());
-            count = 0;
+            packed.bodies.push((body, std::mem::take(&mut carried)));
+            body = fresh(head, max_bytes);
         }
-        if count > 0 {
+        if !carried.is_empty() {
             body.push(b',');
         }
-        body.extend_from_slice(MEMBER_OPEN);
-        body.extend_from_slice(text);
-        body.extend_from_slice(MEMBER_CLOSE);
-        count += 1;
+        body.extend_from_slice(&scratch);
+        carried.push(i);
     }
-    if count > 0 {
+    if !carried.is_empty() {
         body.extend_from_slice(tail);
-        bodies.push((PyBytes::new(py, &body), count));
+        packed.bodies.push((body, carried));
     }
-    Ok(Some(bodies))
+    packed
+}
+
+/// One body carrying all of `uids` (a part of a body that fitted, so it fits too).
+pub fn join<'a>(head: &[u8], tail: &[u8], uids: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut body = head.to_vec();
+    for (i, uid) in uids.enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        member(&mut body, uid);
+    }
+    body.extend_from_slice(tail);
+    body
 }

@@ -6,15 +6,17 @@
 mod body;
 mod buffer;
 mod event;
+mod store;
 
 use std::collections::HashMap;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use buffer::BufferView;
 use event::{name_allowed, Event, FieldNames, Schema, Ts, MAX_EPOCH_MS};
+use store::{Held, Members, NewEvent};
 
 /// One event schema's fast path (streamer/decode.py builds it from the config).
 #[pyclass(frozen, module = "streamer._fastpath")]
@@ -97,31 +99,22 @@ impl FastPath {
         let mut views: HashMap<String, BufferView> = HashMap::new();
         let (mut index, mut last, mut nbytes, mut superseded, mut superseded_bytes) =
             (start, -1, 0, 0, 0);
-        let result = loop {
-            if index >= messages.len() {
-                break Ok(());
-            }
+        while index < messages.len() {
             let msg = messages.get_item(index)?;
-            let taken = self.take(&msg, topic, partition, rng, cohorts, &mut views);
-            match taken {
-                Ok(Some((offset, size, old))) => {
-                    last = offset;
-                    nbytes += size;
-                    if let Some(old_size) = old {
-                        superseded += 1;
-                        superseded_bytes += old_size;
-                    }
-                    index += 1;
-                }
-                Ok(None) => break Ok(()),
-                Err(err) => break Err(err),
+            let Some((offset, size, old)) =
+                self.take(&msg, topic, partition, rng, cohorts, &mut views)?
+            else {
+                break;
+            };
+            last = offset;
+            nbytes += size;
+            if let Some(old_size) = old {
+                superseded += 1;
+                superseded_bytes += old_size;
             }
-        };
-        // the estimates of what was taken are written back even if a message raised
-        for view in views.into_values() {
-            view.finish()?;
+            index += 1;
         }
-        result.map(|()| (index, last, nbytes, superseded, superseded_bytes))
+        Ok((index, last, nbytes, superseded, superseded_bytes))
     }
 }
 
@@ -171,35 +164,37 @@ impl FastPath {
         }
         // from here on the message is taken: nothing below returns None
         label(view, &event)?;
-        let ts = match ts {
-            Some(ms) => ms.into_pyobject(py)?.into_any(),
+        let ts: i64 = match ts {
+            Some(ms) => ms as i64,
             // an event without its own time is timed from Kafka's
-            None => msg.call_method0(intern!(py, "timestamp"))?.get_item(1)?,
+            None => msg
+                .call_method0(intern!(py, "timestamp"))?
+                .get_item(1)?
+                .extract()?,
         };
-        let offset = msg.call_method0(intern!(py, "offset"))?;
+        let offset: i64 = msg.call_method0(intern!(py, "offset"))?.extract()?;
         let key = msg.call_method0(intern!(py, "key"))?;
-        let size = value.as_bytes().len() as u64;
-        let entry = PyTuple::new(
-            py,
-            [
-                PyBool::new(py, event.add).to_owned().into_any(),
-                value.clone().into_any(),
-                ts,
-                rng.clone(),
-                key,
-                offset.clone(),
-                size.into_pyobject(py)?.into_any(),
-            ],
-        )?;
-        let uid = PyString::new(py, &event.uid);
+        let key = key.cast::<PyBytes>().ok();
         let uid_chars = if event.uid.is_ascii() {
             event.uid.len()
         } else {
             event.uid.chars().count()
         };
-        let old = view.put(&uid, uid_chars, &entry, event.add)?;
-        let old_size = old.map(|e| buffer::entry_size(&e)).transpose()?;
-        Ok(Some((offset.extract()?, size, old_size)))
+        let new = NewEvent {
+            uid: &event.uid,
+            uid_chars,
+            value: value.as_bytes(),
+            key: key.map(|k| k.as_bytes()),
+            ts,
+            offset,
+            range: rng,
+        };
+        let old = view.put(&new, event.add)?;
+        Ok(Some((
+            offset,
+            value.as_bytes().len() as u64,
+            old.map(|o| o.size),
+        )))
     }
 
     /// The event time in epoch ms: Some(None) when the event has none, None when the careful
@@ -251,41 +246,40 @@ fn label(view: &mut BufferView<'_>, event: &Event<'_>) -> PyResult<()> {
 /// CohortBuffer.put for Python callers: the same rules as ingest_run's.
 #[pyfunction]
 fn put<'py>(
-    buf: Bound<'py, PyAny>,
+    buf: &Bound<'py, PyAny>,
     uid: &Bound<'py, PyString>,
     entry: &Bound<'py, PyTuple>,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let add = entry.get_item(0)?.is_truthy()?;
-    let mut view = BufferView::open(buf)?;
-    let old = view.put(uid, uid.len()?, entry, add);
-    view.finish()?;
-    old
+) -> PyResult<Option<Py<PyTuple>>> {
+    store::put_entry(buf, uid, entry)
 }
 
-/// Pipeline._settle's pass over a delivered body: each entry's range gets its event back;
-/// returns the sum of the entries' value sizes.
+/// payload.pack: (body, indices of the uids it carries) per body, and the indices of the uids
+/// that fit in no body on their own.
 #[pyfunction]
-fn settle(entries: &Bound<'_, PyList>) -> PyResult<u64> {
-    buffer::settle_all(entries)
-}
-
-/// payload.pack for plain uids: (body, number of uids) per body, or None (see body.rs).
-#[pyfunction]
-fn pack_plain<'py>(
-    head: &Bound<'py, PyBytes>,
-    tail: &Bound<'py, PyBytes>,
-    uids: &Bound<'py, PyList>,
+#[allow(clippy::type_complexity)]
+fn pack<'py>(
+    py: Python<'py>,
+    head: &[u8],
+    tail: &[u8],
+    uids: Vec<String>,
     max_bytes: usize,
-) -> PyResult<Option<body::Bodies<'py>>> {
-    body::pack_plain(head.as_bytes(), tail.as_bytes(), uids, max_bytes)
+) -> (Vec<(Bound<'py, PyBytes>, Vec<usize>)>, Vec<usize>) {
+    let packed = body::pack(head, tail, uids.iter().map(String::as_str), max_bytes);
+    let bodies = packed
+        .bodies
+        .into_iter()
+        .map(|(data, carried)| (PyBytes::new(py, &data), carried))
+        .collect();
+    (bodies, packed.too_large)
 }
 
 #[pymodule]
 fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FastPath>()?;
     m.add_function(wrap_pyfunction!(put, m)?)?;
-    m.add_function(wrap_pyfunction!(settle, m)?)?;
-    m.add_function(wrap_pyfunction!(pack_plain, m)?)?;
-    m.add("MEMBER_OVERHEAD", buffer::MEMBER_OVERHEAD)?;
+    m.add_function(wrap_pyfunction!(pack, m)?)?;
+    m.add_class::<Held>()?;
+    m.add_class::<Members>()?;
+    m.add("MEMBER_OVERHEAD", store::MEMBER_OVERHEAD)?;
     Ok(())
 }

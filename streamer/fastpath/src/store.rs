@@ -1,0 +1,651 @@
+//! Held events as Rust data: no Python object exists per buffered event.
+//!
+//! A `Store` keeps events in arrival order, their uid, value and key bytes in one arena, and
+//! the PendingRange objects they settle in a small table (events of one run share one range).
+//! `Held` is one action of a cohort's buffer (streamer/batch.py `CohortBuffer`): a store with a
+//! uid index, the latest event per uid. `Members` is what one request body carries: the events
+//! it applies, settled together once the API accepted them. Passes over a body read contiguous
+//! memory, and freeing one is a few large frees, not one per event.
+
+use hashbrown::{DefaultHashBuilder, HashTable};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
+use std::hash::BuildHasher;
+
+use crate::body::{self, Packed};
+
+/// Bytes one member adds to a body beyond its uid: {"uid":""} plus the separating comma.
+pub const MEMBER_OVERHEAD: usize = 11;
+/// A Store compacts once this many arena bytes or events are garbage (and more than are live).
+const COMPACT_SLACK: usize = 1 << 16;
+
+#[derive(Clone, Copy)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+const NO_KEY: Span = Span {
+    start: 0,
+    len: u32::MAX,
+};
+
+#[derive(Clone, Copy)]
+struct Event {
+    uid: Span,
+    value: Span,
+    key: Span, // NO_KEY: the message had none
+    ts: i64,
+    offset: i64,
+    range: u32,     // index into Store::ranges
+    uid_chars: u32, // the uid's length as Python's len() counts it
+    live: bool,     // false: superseded or taken (a tombstone until the store compacts)
+}
+
+impl Event {
+    fn member_bytes(&self) -> usize {
+        self.uid_chars as usize + MEMBER_OVERHEAD
+    }
+}
+
+/// One event as ingest hands it over.
+pub struct NewEvent<'a, 'py> {
+    pub uid: &'a str,
+    pub uid_chars: usize,
+    pub value: &'a [u8],
+    pub key: Option<&'a [u8]>,
+    pub ts: i64,
+    pub offset: i64,
+    pub range: &'a Bound<'py, PyAny>,
+}
+
+#[derive(Default)]
+struct Store {
+    events: Vec<Event>,
+    arena: Vec<u8>,
+    ranges: Vec<Py<PyAny>>,
+}
+
+impl Store {
+    fn bytes(&self, span: Span) -> &[u8] {
+        let start = span.start as usize;
+        &self.arena[start..start + span.len as usize]
+    }
+
+    fn uid(&self, event: &Event) -> &str {
+        // SAFETY: uid spans are only ever written from a &str (make, copy)
+        unsafe { std::str::from_utf8_unchecked(self.bytes(event.uid)) }
+    }
+
+    fn key(&self, event: &Event) -> Option<&[u8]> {
+        (event.key.len != NO_KEY.len).then(|| self.bytes(event.key))
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Span {
+        let start = u32::try_from(self.arena.len()).expect("a buffer holds under 4 GiB");
+        self.arena.extend_from_slice(bytes);
+        Span {
+            start,
+            len: bytes.len() as u32,
+        }
+    }
+
+    /// The index of `range` in the table: consecutive events mostly share one.
+    fn range_index(&mut self, range: &Bound<'_, PyAny>) -> u32 {
+        match self.ranges.last() {
+            Some(last) if last.is(range) => {}
+            _ => self.ranges.push(range.clone().unbind()),
+        }
+        (self.ranges.len() - 1) as u32
+    }
+
+    /// Writes a new event's bytes and range; the caller places the event.
+    fn make(&mut self, new: &NewEvent<'_, '_>) -> Event {
+        Event {
+            uid: self.write(new.uid.as_bytes()),
+            value: self.write(new.value),
+            key: new.key.map_or(NO_KEY, |k| self.write(k)),
+            ts: new.ts,
+            offset: new.offset,
+            range: self.range_index(new.range),
+            uid_chars: new.uid_chars as u32,
+            live: true,
+        }
+    }
+
+    /// Appends a copy of `from`'s event (its bytes and range come along).
+    fn copy(&mut self, py: Python<'_>, from: &Store, event: &Event) {
+        let copied = Event {
+            uid: self.write(from.bytes(event.uid)),
+            value: self.write(from.bytes(event.value)),
+            key: from.key(event).map_or(NO_KEY, |k| self.write(k)),
+            range: self.range_index(from.ranges[event.range as usize].bind(py)),
+            ..*event
+        };
+        self.events.push(copied);
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter().filter(|e| e.live)
+    }
+
+    fn range<'py>(&self, py: Python<'py>, event: &Event) -> &Bound<'py, PyAny> {
+        self.ranges[event.range as usize].bind(py)
+    }
+
+    /// The entry tuple of streamer/batch.py (`Entry`), for Python callers and tests.
+    fn entry<'py>(
+        &self,
+        py: Python<'py>,
+        event: &Event,
+        add: bool,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let key = self.key(event).map(|k| PyBytes::new(py, k));
+        (
+            add,
+            PyBytes::new(py, self.bytes(event.value)),
+            event.ts,
+            self.range(py, event),
+            key,
+            event.offset,
+            event.value.len,
+        )
+            .into_pyobject(py)
+    }
+
+    /// Per range, whether its partition is in `tps` (a set of (topic, partition)).
+    fn ranges_in(&self, py: Python<'_>, tps: &Bound<'_, PySet>) -> PyResult<Vec<bool>> {
+        self.ranges
+            .iter()
+            .map(|r| tps.contains(r.bind(py).getattr(intern!(py, "tp"))?))
+            .collect()
+    }
+}
+
+/// One action of a cohort's buffer: the latest event per uid, in arrival order.
+#[pyclass(module = "streamer._fastpath")]
+#[derive(Default)]
+pub struct Held {
+    store: Store,
+    index: HashTable<u32>, // positions in store.events of the live events, by uid
+    hasher: DefaultHashBuilder,
+    live: usize,
+    live_arena: usize, // arena bytes of live events (the rest is garbage)
+    est_bytes: usize,  // sum of live members' bytes in a body beyond the envelope
+    value_bytes: u64,  // sum of live events' value sizes
+}
+
+/// What a put superseded: its value size (its range is already acknowledged).
+pub struct Superseded {
+    pub size: u64,
+    pub entry: Option<Py<PyTuple>>, // asked for by Python callers
+}
+
+impl Held {
+    fn find(&self, uid: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(uid);
+        let store = &self.store;
+        self.index
+            .find(hash, |&p| store.uid(&store.events[p as usize]) == uid)
+            .map(|&p| p as usize)
+    }
+
+    fn index_last(&mut self) {
+        let position = (self.store.events.len() - 1) as u32;
+        let store = &self.store;
+        let hasher = &self.hasher;
+        let hash = hasher.hash_one(store.uid(&store.events[position as usize]));
+        self.index.insert_unique(hash, position, |&p| {
+            hasher.hash_one(store.uid(&store.events[p as usize]))
+        });
+    }
+
+    fn account(&mut self, event: &Event, sign: i64) {
+        let arena = (event.uid.len + event.value.len) as i64
+            + if event.key.len == NO_KEY.len {
+                0
+            } else {
+                event.key.len as i64
+            };
+        self.live = (self.live as i64 + sign) as usize;
+        self.live_arena = (self.live_arena as i64 + sign * arena) as usize;
+        self.est_bytes = (self.est_bytes as i64 + sign * event.member_bytes() as i64) as usize;
+        self.value_bytes = (self.value_bytes as i64 + sign * event.value.len as i64) as u64;
+    }
+
+    /// Removes the live event of `uid`; returns it (its bytes stay readable until compaction).
+    fn remove(&mut self, uid: &str) -> Option<Event> {
+        let hash = self.hasher.hash_one(uid);
+        let store = &self.store;
+        let found = self
+            .index
+            .find_entry(hash, |&p| store.uid(&store.events[p as usize]) == uid)
+            .ok()?;
+        let (position, _) = found.remove();
+        let event = &mut self.store.events[position as usize];
+        event.live = false;
+        let event = *event;
+        self.account(&event, -1);
+        Some(event)
+    }
+
+    /// Superseded events leave garbage behind; rewrite the store once garbage outweighs what
+    /// is live, so memory stays proportional to the events held (amortised O(1) per put).
+    fn compact_if_wasteful(&mut self, py: Python<'_>) {
+        let dead_events = self.store.events.len() - self.live;
+        let dead_bytes = self.store.arena.len() - self.live_arena;
+        let wasteful = |dead: usize, live: usize| dead > COMPACT_SLACK && dead > live;
+        if wasteful(dead_bytes, self.live_arena) || wasteful(dead_events * 64, self.live * 64) {
+            self.rebuild(py, |_| true);
+        }
+    }
+
+    /// Keeps only the live events `keep` accepts, in order, in a fresh store.
+    fn rebuild(&mut self, py: Python<'_>, mut keep: impl FnMut(&Event) -> bool) {
+        let old = std::mem::take(&mut self.store);
+        *self = Held {
+            hasher: std::mem::take(&mut self.hasher),
+            ..Held::default()
+        };
+        for event in old.live().filter(|e| keep(e)) {
+            self.store.copy(py, &old, event);
+            let copied = *self.store.events.last().expect("just pushed");
+            self.account(&copied, 1);
+            self.index_last();
+        }
+    }
+
+    /// Holds one event of this action; `other` is the buffer's other action. The event it
+    /// supersedes (this uid's previous event, of either action) is settled at once: its winner
+    /// is held.
+    pub fn put(
+        &mut self,
+        other: &mut Held,
+        new: &NewEvent<'_, '_>,
+        add: bool,
+        want_entry: bool,
+    ) -> PyResult<Option<Superseded>> {
+        let py = new.range.py();
+        self.compact_if_wasteful(py);
+        if let Some(position) = self.find(new.uid) {
+            // the same action again: the later event wins, in the earlier one's place
+            let old = self.store.events[position];
+            let entry = self.superseded(py, &old, add, want_entry)?;
+            let event = self.store.make(new);
+            self.account(&old, -1);
+            self.account(&event, 1);
+            self.store.events[position] = event;
+            return Ok(Some(entry));
+        }
+        let event = self.store.make(new);
+        self.store.events.push(event);
+        self.account(&event, 1);
+        self.index_last();
+        if other.live == 0 {
+            return Ok(None);
+        }
+        other.compact_if_wasteful(py);
+        match other.remove(new.uid) {
+            // the uid moved from the other action
+            Some(old) => Ok(Some(other.superseded(py, &old, !add, want_entry)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn superseded(
+        &self,
+        py: Python<'_>,
+        old: &Event,
+        add: bool,
+        want_entry: bool,
+    ) -> PyResult<Superseded> {
+        acknowledge(self.store.range(py, old), 1)?;
+        let entry = if want_entry {
+            Some(self.store.entry(py, old, add)?.unbind())
+        } else {
+            None
+        };
+        Ok(Superseded {
+            size: old.value.len as u64,
+            entry,
+        })
+    }
+
+    /// Moves the live events into bodies: see `seal` below.
+    fn take_bodies(
+        &mut self,
+        py: Python<'_>,
+        head: &[u8],
+        tail: &[u8],
+        max_bytes: usize,
+        keep_last_from: usize,
+        add: bool,
+    ) -> (Vec<(Vec<u8>, Members)>, Option<Members>) {
+        let live: Vec<Event> = self.store.live().copied().collect();
+        let Packed { bodies, too_large } = body::pack(
+            head,
+            tail,
+            live.iter().map(|e| self.store.uid(e)),
+            max_bytes,
+        );
+        let mut taken = vec![true; live.len()];
+        let mut bodies: Vec<_> = bodies;
+        if keep_last_from > 0 && bodies.len() >= keep_last_from {
+            let (_, last) = bodies.pop().expect("at least one body");
+            for &i in &last {
+                taken[i] = false;
+            }
+        }
+        let members = |indices: &[usize]| {
+            let mut m = Members::new(add);
+            for &i in indices {
+                m.store.copy(py, &self.store, &live[i]);
+            }
+            m
+        };
+        let sent = bodies
+            .iter()
+            .map(|(data, indices)| (data.clone(), members(indices)))
+            .collect();
+        let refused = (!too_large.is_empty()).then(|| members(&too_large));
+        let mut position = 0;
+        self.rebuild(py, |_| {
+            position += 1;
+            !taken[position - 1]
+        });
+        (sent, refused)
+    }
+}
+
+#[pymethods]
+impl Held {
+    #[new]
+    fn py_new() -> Self {
+        Held::default()
+    }
+
+    fn __len__(&self) -> usize {
+        self.live
+    }
+
+    fn __contains__(&self, uid: &str) -> bool {
+        self.find(uid).is_some()
+    }
+
+    /// A lower bound of the members' bytes in a body (len(uid) never exceeds its escaped UTF-8).
+    #[getter]
+    fn est_bytes(&self) -> usize {
+        self.est_bytes
+    }
+
+    /// uid -> entry tuple (streamer/batch.py `Entry`) of every held event, in order.
+    fn entries<'py>(&self, py: Python<'py>, add: bool) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for event in self.store.live() {
+            out.set_item(self.store.uid(event), self.store.entry(py, event, add)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Packs the held events into bodies of at most max_bytes (`head` + members + `tail`), in
+    /// order, and takes them out: (body, members) per body, and the members that fit in no body
+    /// on their own (or None). The last body stays held when there are at least
+    /// `keep_last_from` bodies (0: never), to be filled by later events.
+    #[allow(clippy::type_complexity)]
+    fn seal<'py>(
+        &mut self,
+        py: Python<'py>,
+        head: &[u8],
+        tail: &[u8],
+        max_bytes: usize,
+        keep_last_from: usize,
+        add: bool,
+    ) -> PyResult<(Vec<(Bound<'py, PyBytes>, Members)>, Option<Members>)> {
+        let (bodies, refused) = self.take_bodies(py, head, tail, max_bytes, keep_last_from, add);
+        let bodies = bodies
+            .into_iter()
+            .map(|(data, members)| (PyBytes::new(py, &data), members))
+            .collect();
+        Ok((bodies, refused))
+    }
+
+    /// Forgets the events of these partitions (redelivered to their new owner), unsettled;
+    /// returns (events, value bytes) forgotten.
+    fn drop_partitions(
+        &mut self,
+        py: Python<'_>,
+        tps: &Bound<'_, PySet>,
+    ) -> PyResult<(usize, u64)> {
+        let lost = self.store.ranges_in(py, tps)?;
+        let (live, value_bytes) = (self.live, self.value_bytes);
+        if lost.iter().any(|&l| l) {
+            self.rebuild(py, |e| !lost[e.range as usize]);
+        }
+        Ok((live - self.live, value_bytes - self.value_bytes))
+    }
+
+    fn holds_any(&self, py: Python<'_>, tps: &Bound<'_, PySet>) -> PyResult<bool> {
+        let within = self.store.ranges_in(py, tps)?;
+        Ok(self.store.live().any(|e| within[e.range as usize]))
+    }
+}
+
+/// The events one request body applies (or one delivery dead-letters), in body order.
+#[pyclass(frozen, module = "streamer._fastpath")]
+pub struct Members {
+    store: Store,
+    add: bool,
+}
+
+impl Members {
+    fn new(add: bool) -> Self {
+        Members {
+            store: Store::default(),
+            add,
+        }
+    }
+
+    fn slice(&self, py: Python<'_>, events: &[Event]) -> Members {
+        let mut out = Members::new(self.add);
+        for event in events {
+            out.store.copy(py, &self.store, event);
+        }
+        out
+    }
+}
+
+#[pymethods]
+impl Members {
+    fn __len__(&self) -> usize {
+        self.store.events.len()
+    }
+
+    #[getter]
+    fn add(&self) -> bool {
+        self.add
+    }
+
+    /// Sum of the events' value sizes.
+    #[getter]
+    fn value_bytes(&self) -> u64 {
+        self.store.events.iter().map(|e| e.value.len as u64).sum()
+    }
+
+    fn uids(&self) -> Vec<&str> {
+        self.store
+            .events
+            .iter()
+            .map(|e| self.store.uid(e))
+            .collect()
+    }
+
+    /// Entry tuples (streamer/batch.py `Entry`), in order.
+    fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let entries = self
+            .store
+            .events
+            .iter()
+            .map(|e| self.store.entry(py, e, self.add))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, entries)
+    }
+
+    /// The request body carrying exactly these members.
+    fn body<'py>(&self, py: Python<'py>, head: &[u8], tail: &[u8]) -> Bound<'py, PyBytes> {
+        let data = body::join(
+            head,
+            tail,
+            self.store.events.iter().map(|e| self.store.uid(e)),
+        );
+        PyBytes::new(py, &data)
+    }
+
+    /// The first half and the rest (a request split after a 413 or a 400 about members).
+    fn halves(&self, py: Python<'_>) -> (Members, Members) {
+        let (first, second) = self.store.events.split_at(self.store.events.len() / 2);
+        (self.slice(py, first), self.slice(py, second))
+    }
+
+    /// These events are done (applied by the API, or dead-lettered): each range gets its
+    /// events back, one update per range. Returns (events, value bytes).
+    fn settle(&self, py: Python<'_>) -> PyResult<(usize, u64)> {
+        let mut counts = vec![0i64; self.store.ranges.len()];
+        for event in &self.store.events {
+            counts[event.range as usize] += 1;
+        }
+        for (range, &count) in self.store.ranges.iter().zip(&counts) {
+            if count > 0 {
+                acknowledge(range.bind(py), count)?;
+            }
+        }
+        Ok((self.store.events.len(), self.value_bytes()))
+    }
+
+    /// Ages of the events at `now_ms`, for a histogram with these ascending upper bounds in
+    /// seconds: (events within each bound, events, sum of the ages in seconds). Event times in
+    /// the future (clock skew) count as age 0.
+    fn ages(&self, now_ms: f64, bounds: Vec<f64>) -> (Vec<u64>, usize, f64) {
+        let mut within = vec![0u64; bounds.len()];
+        let mut total_ms = 0.0;
+        for event in &self.store.events {
+            let age_ms = (now_ms - event.ts as f64).max(0.0);
+            total_ms += age_ms;
+            let age = age_ms / 1000.0; // compared in seconds, as Histogram.observe() does
+            for (count, &bound) in within.iter_mut().zip(&bounds).rev() {
+                if age > bound {
+                    break; // bounds ascend: no smaller bound holds it either
+                }
+                *count += 1;
+            }
+        }
+        (within, self.store.events.len(), total_ms / 1000.0)
+    }
+
+    /// (topic, partition, offset, key, value) of each event, for its dead letter.
+    #[allow(clippy::type_complexity)]
+    fn origins<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<
+        Vec<(
+            Bound<'py, PyAny>,
+            Bound<'py, PyAny>,
+            i64,
+            Option<Bound<'py, PyBytes>>,
+            Bound<'py, PyBytes>,
+        )>,
+    > {
+        self.store
+            .events
+            .iter()
+            .map(|e| {
+                let tp = self.store.range(py, e).getattr(intern!(py, "tp"))?;
+                let key = self.store.key(e).map(|k| PyBytes::new(py, k));
+                let value = PyBytes::new(py, self.store.bytes(e.value));
+                Ok((tp.get_item(0)?, tp.get_item(1)?, e.offset, key, value))
+            })
+            .collect()
+    }
+
+    fn holds_any(&self, py: Python<'_>, tps: &Bound<'_, PySet>) -> PyResult<bool> {
+        let within = self.store.ranges_in(py, tps)?;
+        Ok(self.store.events.iter().any(|e| within[e.range as usize]))
+    }
+
+    /// Puts these events back into their cohort's buffer (`own`: their action, `other`: the
+    /// buffer's other one) after a stopped delivery: those of `released` partitions are dropped
+    /// (their new owner has them), those whose uid the buffer holds again are settled (the
+    /// later event wins). Returns (events, value bytes) no longer held by either way.
+    fn requeue(
+        &self,
+        py: Python<'_>,
+        mut own: PyRefMut<'_, Held>,
+        other: PyRef<'_, Held>,
+        released: &Bound<'_, PySet>,
+    ) -> PyResult<(usize, u64)> {
+        let gone_ranges = self.store.ranges_in(py, released)?;
+        let (mut events, mut bytes) = (0, 0);
+        for event in &self.store.events {
+            let uid = self.store.uid(event);
+            let dropped = gone_ranges[event.range as usize];
+            if dropped || own.find(uid).is_some() || other.find(uid).is_some() {
+                if !dropped {
+                    acknowledge(self.store.range(py, event), 1)?;
+                }
+                events += 1;
+                bytes += event.value.len as u64;
+                continue;
+            }
+            own.compact_if_wasteful(py);
+            own.store.copy(py, &self.store, event);
+            let copied = *own.store.events.last().expect("just pushed");
+            own.account(&copied, 1);
+            own.index_last();
+        }
+        Ok((events, bytes))
+    }
+}
+
+/// Python's put (streamer/batch.py CohortBuffer.put): one entry tuple into `buf`; returns the
+/// entry it superseded (already settled).
+pub fn put_entry<'py>(
+    buf: &Bound<'py, PyAny>,
+    uid: &Bound<'py, PyString>,
+    entry: &Bound<'py, PyTuple>,
+) -> PyResult<Option<Py<PyTuple>>> {
+    let py = buf.py();
+    let add = entry.get_item(0)?.is_truthy()?;
+    let adds = buf.getattr(intern!(py, "adds"))?.cast_into::<Held>()?;
+    let removes = buf.getattr(intern!(py, "removes"))?.cast_into::<Held>()?;
+    let (own, other) = if add {
+        (adds, removes)
+    } else {
+        (removes, adds)
+    };
+    let value = entry.get_item(1)?;
+    let key = entry.get_item(4)?;
+    let key: Option<Bound<'py, PyBytes>> = key.extract()?;
+    let range = entry.get_item(3)?;
+    let uid_text = uid.to_str()?;
+    let new = NewEvent {
+        uid: uid_text,
+        uid_chars: uid.len()?,
+        value: value.cast::<PyBytes>()?.as_bytes(),
+        key: key.as_ref().map(|k| k.as_bytes()),
+        ts: entry.get_item(2)?.extract()?,
+        offset: entry.get_item(5)?.extract()?,
+        range: &range,
+    };
+    let old = own
+        .borrow_mut()
+        .put(&mut other.borrow_mut(), &new, add, true)?;
+    Ok(old.and_then(|o| o.entry))
+}
+
+/// PendingRange.ack(count), without the method call.
+fn acknowledge(rng: &Bound<'_, PyAny>, count: i64) -> PyResult<()> {
+    let pending = intern!(rng.py(), "pending");
+    let left: i64 = rng.getattr(pending)?.extract()?;
+    rng.setattr(pending, left - count)
+}
