@@ -1,4 +1,4 @@
-# The per-event path in Rust (streamer/fastpath/src): see streamer/fastpath/README.md.
+# The per-event path and the buffers' storage, in Rust (streamer/fastpath/src).
 from collections.abc import Callable
 from typing import Any
 

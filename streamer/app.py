@@ -294,12 +294,12 @@ GC_YOUNG_THRESHOLD = 1_000_000
 def tune_gc() -> None:
     """Collect reference cycles rarely: the hot path allocates containers but makes no cycles.
 
-    The buffer keeps one tuple per event, so with the default threshold the collector ran every
-    few hundred events and kept walking every buffered entry: about a sixth of the catch-up
-    CPU. At 50,000 its young collections still cost 0.65 CPU-s per million events; at
-    1,000,000 they cost 0.01 (measured with gc.callbacks on the benchmark's catch-up). Entries
-    are freed by reference counting when settled, never by the collector. Freezing what
-    start-up created keeps full collections off the (never freed) modules and config as well.
+    Measured when buffers still kept one tuple per event: with the default threshold the
+    collector ran every few hundred events and walked every buffered entry, about a sixth of the
+    catch-up CPU; at 50,000 its young collections cost 0.65 CPU-s per million events, at
+    1,000,000 0.01 (gc.callbacks, the benchmark's catch-up). Buffers now hold Rust data, but
+    each consumed batch still allocates thousands of Message objects. Freezing what start-up
+    created keeps full collections off the (never freed) modules and config as well.
     """
     gc.freeze()
     _young, middle, old = gc.get_threshold()

@@ -83,7 +83,7 @@ impl FastPath {
 
     /// Takes messages[start:] into the cohort buffers while each continues the run of
     /// (topic, partition), is a valid event and its cohort has an open buffer (`cohorts`:
-    /// pipeline.Pipeline.cohorts). Entries are pipeline entries with `rng` as their range.
+    /// pipeline.Pipeline.cohorts), each event settling `rng` (its PendingRange) when done.
     /// `topic` None: one topic is consumed, so a run ends only where the partition changes
     /// (reading each message's topic would cost a cache miss per event).
     fn ingest_run(
@@ -119,7 +119,7 @@ impl FastPath {
 }
 
 impl FastPath {
-    /// One message into its buffer: Some((offset, value size, size of the entry it
+    /// One message into its buffer: Some((offset, value size, size of the event it
     /// superseded)), or None (nothing changed) when Python must take it.
     fn take<'py>(
         &self,

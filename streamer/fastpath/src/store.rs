@@ -17,8 +17,11 @@ use crate::body::{self, Packed};
 
 /// Bytes one member adds to a body beyond its uid: {"uid":""} plus the separating comma.
 pub const MEMBER_OVERHEAD: usize = 11;
-/// A Store compacts once this many arena bytes or events are garbage (and more than are live).
-const COMPACT_SLACK: usize = 1 << 16;
+/// A buffer's store is rewritten once its garbage (superseded or taken events, and their bytes)
+/// outweighs what is live and exceeds these: amortised O(1) per put, memory proportional to
+/// what is held.
+const SLACK_BYTES: usize = 1 << 16;
+const SLACK_EVENTS: usize = 1 << 10;
 
 #[derive(Clone, Copy)]
 struct Span {
@@ -46,6 +49,15 @@ struct Event {
 impl Event {
     fn member_bytes(&self) -> usize {
         self.uid_chars as usize + MEMBER_OVERHEAD
+    }
+
+    fn arena_bytes(&self) -> usize {
+        let key = if self.key.len == NO_KEY.len {
+            0
+        } else {
+            self.key.len
+        };
+        (self.uid.len + self.value.len + key) as usize
     }
 }
 
@@ -201,17 +213,18 @@ impl Held {
         });
     }
 
-    fn account(&mut self, event: &Event, sign: i64) {
-        let arena = (event.uid.len + event.value.len) as i64
-            + if event.key.len == NO_KEY.len {
-                0
-            } else {
-                event.key.len as i64
-            };
-        self.live = (self.live as i64 + sign) as usize;
-        self.live_arena = (self.live_arena as i64 + sign * arena) as usize;
-        self.est_bytes = (self.est_bytes as i64 + sign * event.member_bytes() as i64) as usize;
-        self.value_bytes = (self.value_bytes as i64 + sign * event.value.len as i64) as u64;
+    fn count_in(&mut self, event: &Event) {
+        self.live += 1;
+        self.live_arena += event.arena_bytes();
+        self.est_bytes += event.member_bytes();
+        self.value_bytes += event.value.len as u64;
+    }
+
+    fn count_out(&mut self, event: &Event) {
+        self.live -= 1;
+        self.live_arena -= event.arena_bytes();
+        self.est_bytes -= event.member_bytes();
+        self.value_bytes -= event.value.len as u64;
     }
 
     /// Removes the live event of `uid`; returns it (its bytes stay readable until compaction).
@@ -226,7 +239,7 @@ impl Held {
         let event = &mut self.store.events[position as usize];
         event.live = false;
         let event = *event;
-        self.account(&event, -1);
+        self.count_out(&event);
         Some(event)
     }
 
@@ -235,8 +248,9 @@ impl Held {
     fn compact_if_wasteful(&mut self, py: Python<'_>) {
         let dead_events = self.store.events.len() - self.live;
         let dead_bytes = self.store.arena.len() - self.live_arena;
-        let wasteful = |dead: usize, live: usize| dead > COMPACT_SLACK && dead > live;
-        if wasteful(dead_bytes, self.live_arena) || wasteful(dead_events * 64, self.live * 64) {
+        if (dead_bytes > SLACK_BYTES && dead_bytes > self.live_arena)
+            || (dead_events > SLACK_EVENTS && dead_events > self.live)
+        {
             self.rebuild(py, |_| true);
         }
     }
@@ -251,7 +265,7 @@ impl Held {
         for event in old.live().filter(|e| keep(e)) {
             self.store.copy(py, &old, event);
             let copied = *self.store.events.last().expect("just pushed");
-            self.account(&copied, 1);
+            self.count_in(&copied);
             self.index_last();
         }
     }
@@ -273,14 +287,14 @@ impl Held {
             let old = self.store.events[position];
             let entry = self.superseded(py, &old, add, want_entry)?;
             let event = self.store.make(new);
-            self.account(&old, -1);
-            self.account(&event, 1);
+            self.count_out(&old);
+            self.count_in(&event);
             self.store.events[position] = event;
             return Ok(Some(entry));
         }
         let event = self.store.make(new);
         self.store.events.push(event);
-        self.account(&event, 1);
+        self.count_in(&event);
         self.index_last();
         if other.live == 0 {
             return Ok(None);
@@ -600,7 +614,7 @@ impl Members {
             own.compact_if_wasteful(py);
             own.store.copy(py, &self.store, event);
             let copied = *own.store.events.last().expect("just pushed");
-            own.account(&copied, 1);
+            own.count_in(&copied);
             own.index_last();
         }
         Ok((events, bytes))
