@@ -48,8 +48,8 @@ class CohortBuffer:
         self.cohort_id = cohort_id
         self.name = cohort_id
         self.description: str | None = None
-        self.adds = Held()
-        self.removes = Held()
+        self.adds = Held(add=True)
+        self.removes = Held(add=False)
         self.opened_at = opened_at  # monotonic time of the oldest event held: linger counts from it
 
     def put(self, uid: str, entry: Entry) -> Entry | None:
@@ -60,7 +60,7 @@ class CohortBuffer:
     @property
     def entries(self) -> dict[str, Entry]:
         """Every held uid (a copy: adds, then removes)."""
-        return {**self.adds.entries(True), **self.removes.entries(False)}
+        return {**self.adds.entries(), **self.removes.entries()}
 
     def __len__(self) -> int:
         return len(self.adds) + len(self.removes)

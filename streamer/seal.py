@@ -52,14 +52,11 @@ def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipmen
     parcels: list[Parcel] = []
     too_large: list[Members] = []
     larger_is_add = buf.add_bytes >= buf.remove_bytes
-    actions = (("add_members", True, buf.adds), ("remove_members", False, buf.removes))
-    for action, add, held in actions:
-        if not held or not _sent(take, held.est_bytes, max_bytes, larger_is_add is add):
+    for action, held in (("add_members", buf.adds), ("remove_members", buf.removes)):
+        if not held or not _sent(take, held.est_bytes, max_bytes, larger_is_add is held.add):
             continue  # nothing of this action goes: it stays as it is, untouched
         envelope = Envelope(action, partner, buf.cohort_id, buf.name, buf.description)
-        bodies, refused = held.seal(
-            envelope.head, envelope.tail, max_bytes, _keep_last_from(take), add
-        )
+        bodies, refused = held.seal(envelope.head, envelope.tail, max_bytes, _keep_last_from(take))
         if refused is not None:
             too_large.append(refused)
         parcels += [Parcel(envelope, data, members) for data, members in bodies]

@@ -228,9 +228,8 @@ def state(p: Pipeline, dlq: RecordingDlq) -> dict[str, Any]:
 
     cohorts = {
         cid: None if (b := c.open) is None else (
-            b.name, b.description, entries(b.adds.entries(True)),
-            entries(b.removes.entries(False)), b.add_bytes, b.remove_bytes,
-            list(b.adds.entries(True)), list(b.removes.entries(False)),
+            b.name, b.description, entries(b.adds.entries()), entries(b.removes.entries()),
+            b.add_bytes, b.remove_bytes, list(b.adds.entries()), list(b.removes.entries()),
         )
         for cid, c in p.cohorts.items()
     }  # fmt: skip

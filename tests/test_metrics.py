@@ -22,7 +22,7 @@ def members_timed(stamps_ms: list[int]) -> Members:
     rng = PendingRange(("t", 0), 0, len(stamps_ms), len(stamps_ms))
     for i, ts in enumerate(stamps_ms):
         buf.put(f"u{i}", (True, b"{}", ts, rng, None, i, 2))
-    [(_data, members)], refused = buf.adds.seal(b"", b"", 10**9, 0, True)
+    [(_data, members)], refused = buf.adds.seal(b"", b"", 10**9, 0)
     assert refused is None
     return members
 

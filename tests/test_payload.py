@@ -142,7 +142,10 @@ def test_envelope_overhead_is_the_empty_body() -> None:
     assert len(empty) == env.overhead
     assert empty.endswith(b'"members":[]}}')
     assert orjson.loads(empty)["parameters"] == {
-        "cohort_name": "Cohort One", "cohort_id": "c-1", "cohort_description": "d", "members": []
+        "cohort_name": "Cohort One",
+        "cohort_id": "c-1",
+        "cohort_description": "d",
+        "members": [],
     }
 
 

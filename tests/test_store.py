@@ -43,8 +43,9 @@ def entry(uid: str, add: bool, offset: int, rng: PendingRange, size: int, keyed:
 
 def check(buf: CohortBuffer, model: Model) -> None:
     for add, held in ((True, buf.adds), (False, buf.removes)):
-        assert held.entries(add) == model.actions[add]  # order included: dicts compare equal...
-        assert list(held.entries(add)) == list(model.actions[add])  # ...so also compare order
+        assert held.add is add
+        assert held.entries() == model.actions[add]  # order included: dicts compare equal...
+        assert list(held.entries()) == list(model.actions[add])  # ...so also compare order
         assert held.est_bytes == model.est(add)
         assert len(held) == len(model.actions[add])
         for uid in model.actions[add]:
@@ -89,7 +90,7 @@ def test_held_behaves_like_the_dicts_it_replaced(script: list[tuple[Any, ...]]) 
         elif step[0] == "seal":
             _, add, keep_last_from, max_bytes = step
             held = buf.adds if add else buf.removes
-            bodies, refused = held.seal(b"[", b"]", max_bytes, keep_last_from, add)
+            bodies, refused = held.seal(b"[", b"]", max_bytes, keep_last_from)
             sealed = [m for _data, m in bodies] + ([refused] if refused is not None else [])
             for members in sealed:
                 assert members.add is add
@@ -144,8 +145,8 @@ def test_heavy_flapping_compacts_and_keeps_the_latest_of_each_uid() -> None:
         assert buf.put(uid, new) == model.put(uid, new)
     check(buf, model)
     assert rng.pending == len(buf) == 50
-    for add, held in ((True, buf.adds), (False, buf.removes)):
-        bodies, refused = held.seal(b"[", b"]", 10**6, 0, add)
+    for held in (buf.adds, buf.removes):
+        bodies, refused = held.seal(b"[", b"]", 10**6, 0)
         assert refused is None
         for _data, members in bodies:
             members.settle()

@@ -33,9 +33,9 @@ impl<'py> BufferView<'py> {
     /// Holds one event; returns what it superseded (already settled).
     pub fn put(&mut self, new: &NewEvent<'_, 'py>, add: bool) -> PyResult<Option<Superseded>> {
         if add {
-            self.adds.put(&mut self.removes, new, true, false)
+            self.adds.put(&mut self.removes, new, false)
         } else {
-            self.removes.put(&mut self.adds, new, false, false)
+            self.removes.put(&mut self.adds, new, false)
         }
     }
 

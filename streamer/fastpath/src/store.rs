@@ -179,6 +179,7 @@ impl Store {
 #[pyclass(module = "streamer._fastpath")]
 #[derive(Default)]
 pub struct Held {
+    add: bool, // which action: add_members (true) or remove_members
     store: Store,
     index: HashTable<u32>, // positions in store.events of the live events, by uid
     hasher: DefaultHashBuilder,
@@ -259,6 +260,7 @@ impl Held {
     fn rebuild(&mut self, py: Python<'_>, mut keep: impl FnMut(&Event) -> bool) {
         let old = std::mem::take(&mut self.store);
         *self = Held {
+            add: self.add,
             hasher: std::mem::take(&mut self.hasher),
             ..Held::default()
         };
@@ -277,7 +279,6 @@ impl Held {
         &mut self,
         other: &mut Held,
         new: &NewEvent<'_, '_>,
-        add: bool,
         want_entry: bool,
     ) -> PyResult<Option<Superseded>> {
         let py = new.range.py();
@@ -285,7 +286,7 @@ impl Held {
         if let Some(position) = self.find(new.uid) {
             // the same action again: the later event wins, in the earlier one's place
             let old = self.store.events[position];
-            let entry = self.superseded(py, &old, add, want_entry)?;
+            let entry = self.superseded(py, &old, want_entry)?;
             let event = self.store.make(new);
             self.count_out(&old);
             self.count_in(&event);
@@ -302,21 +303,15 @@ impl Held {
         other.compact_if_wasteful(py);
         match other.remove(new.uid) {
             // the uid moved from the other action
-            Some(old) => Ok(Some(other.superseded(py, &old, !add, want_entry)?)),
+            Some(old) => Ok(Some(other.superseded(py, &old, want_entry)?)),
             None => Ok(None),
         }
     }
 
-    fn superseded(
-        &self,
-        py: Python<'_>,
-        old: &Event,
-        add: bool,
-        want_entry: bool,
-    ) -> PyResult<Superseded> {
+    fn superseded(&self, py: Python<'_>, old: &Event, want_entry: bool) -> PyResult<Superseded> {
         acknowledge(self.store.range(py, old), 1)?;
         let entry = if want_entry {
-            Some(self.store.entry(py, old, add)?.unbind())
+            Some(self.store.entry(py, old, self.add)?.unbind())
         } else {
             None
         };
@@ -334,17 +329,18 @@ impl Held {
         tail: &[u8],
         max_bytes: usize,
         keep_last_from: usize,
-        add: bool,
     ) -> (Vec<(Vec<u8>, Members)>, Option<Members>) {
         let live: Vec<Event> = self.store.live().copied().collect();
-        let Packed { bodies, too_large } = body::pack(
+        let Packed {
+            mut bodies,
+            too_large,
+        } = body::pack(
             head,
             tail,
             live.iter().map(|e| self.store.uid(e)),
             max_bytes,
         );
         let mut taken = vec![true; live.len()];
-        let mut bodies: Vec<_> = bodies;
         if keep_last_from > 0 && bodies.len() >= keep_last_from {
             let (_, last) = bodies.pop().expect("at least one body");
             for &i in &last {
@@ -352,17 +348,18 @@ impl Held {
             }
         }
         let members = |indices: &[usize]| {
-            let mut m = Members::new(add);
+            let mut m = Members::new(self.add);
             for &i in indices {
                 m.store.copy(py, &self.store, &live[i]);
             }
             m
         };
         let sent = bodies
-            .iter()
-            .map(|(data, indices)| (data.clone(), members(indices)))
+            .into_iter()
+            .map(|(data, indices)| (data, members(&indices)))
             .collect();
         let refused = (!too_large.is_empty()).then(|| members(&too_large));
+        // rebuild visits the live events in the order of `live`
         let mut position = 0;
         self.rebuild(py, |_| {
             position += 1;
@@ -375,8 +372,16 @@ impl Held {
 #[pymethods]
 impl Held {
     #[new]
-    fn py_new() -> Self {
-        Held::default()
+    fn py_new(add: bool) -> Self {
+        Held {
+            add,
+            ..Held::default()
+        }
+    }
+
+    #[getter]
+    fn add(&self) -> bool {
+        self.add
     }
 
     fn __len__(&self) -> usize {
@@ -394,10 +399,13 @@ impl Held {
     }
 
     /// uid -> entry tuple (streamer/batch.py `Entry`) of every held event, in order.
-    fn entries<'py>(&self, py: Python<'py>, add: bool) -> PyResult<Bound<'py, PyDict>> {
+    fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let out = PyDict::new(py);
         for event in self.store.live() {
-            out.set_item(self.store.uid(event), self.store.entry(py, event, add)?)?;
+            out.set_item(
+                self.store.uid(event),
+                self.store.entry(py, event, self.add)?,
+            )?;
         }
         Ok(out)
     }
@@ -414,9 +422,8 @@ impl Held {
         tail: &[u8],
         max_bytes: usize,
         keep_last_from: usize,
-        add: bool,
     ) -> PyResult<(Vec<(Bound<'py, PyBytes>, Members)>, Option<Members>)> {
-        let (bodies, refused) = self.take_bodies(py, head, tail, max_bytes, keep_last_from, add);
+        let (bodies, refused) = self.take_bodies(py, head, tail, max_bytes, keep_last_from);
         let bodies = bodies
             .into_iter()
             .map(|(data, members)| (PyBytes::new(py, &data), members))
@@ -651,9 +658,7 @@ pub fn put_entry<'py>(
         offset: entry.get_item(5)?.extract()?,
         range: &range,
     };
-    let old = own
-        .borrow_mut()
-        .put(&mut other.borrow_mut(), &new, add, true)?;
+    let old = own.borrow_mut().put(&mut other.borrow_mut(), &new, true)?;
     Ok(old.and_then(|o| o.entry))
 }
 
