@@ -256,6 +256,14 @@ impl Held {
         }
     }
 
+    /// Holds a copy of `from`'s event (a uid this action does not hold yet).
+    fn hold_copy(&mut self, py: Python<'_>, from: &Store, event: &Event) {
+        self.store.copy(py, from, event);
+        let copied = *self.store.events.last().expect("just pushed");
+        self.count_in(&copied);
+        self.index_last();
+    }
+
     /// Keeps only the live events `keep` accepts, in order, in a fresh store.
     fn rebuild(&mut self, py: Python<'_>, mut keep: impl FnMut(&Event) -> bool) {
         let old = std::mem::take(&mut self.store);
@@ -265,10 +273,7 @@ impl Held {
             ..Held::default()
         };
         for event in old.live().filter(|e| keep(e)) {
-            self.store.copy(py, &old, event);
-            let copied = *self.store.events.last().expect("just pushed");
-            self.count_in(&copied);
-            self.index_last();
+            self.hold_copy(py, &old, event);
         }
     }
 
@@ -532,15 +537,17 @@ impl Members {
     /// events back, one update per range. Returns (events, value bytes).
     fn settle(&self, py: Python<'_>) -> PyResult<(usize, u64)> {
         let mut counts = vec![0i64; self.store.ranges.len()];
+        let mut value_bytes = 0;
         for event in &self.store.events {
             counts[event.range as usize] += 1;
+            value_bytes += event.value.len as u64;
         }
         for (range, &count) in self.store.ranges.iter().zip(&counts) {
             if count > 0 {
                 acknowledge(range.bind(py), count)?;
             }
         }
-        Ok((self.store.events.len(), self.value_bytes()))
+        Ok((self.store.events.len(), value_bytes))
     }
 
     /// Ages of the events at `now_ms`, for a histogram with these ascending upper bounds in
@@ -619,10 +626,7 @@ impl Members {
                 continue;
             }
             own.compact_if_wasteful(py);
-            own.store.copy(py, &self.store, event);
-            let copied = *own.store.events.last().expect("just pushed");
-            own.count_in(&copied);
-            own.index_last();
+            own.hold_copy(py, &self.store, event);
         }
         Ok((events, bytes))
     }
