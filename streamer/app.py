@@ -19,10 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
-from confluent_kafka import KafkaException, Message
+from confluent_kafka import Message
 
+from streamer.backlog import BacklogWatch
 from streamer.batch import SourceMessage
 from streamer.client import CohortSyncClient
+from streamer.committer import Committer
 from streamer.config import ConfigError, Credentials, Settings, load_credentials, load_settings
 from streamer.dlq import DeadLetterWriter
 from streamer.health import HealthServer
@@ -30,7 +32,7 @@ from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.ratelimit import RateLimiter
 from streamer.send import AuthGate, Sender
-from streamer.source import KafkaSource, StartupError
+from streamer.source import FatalKafkaError, KafkaSource, StartupError
 
 log = logging.getLogger("streamer")
 
@@ -39,6 +41,7 @@ HOUSEKEEPING_TICK_SECONDS = 0.05
 STALE_LOOP_SECONDS = 30.0
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3
+EXIT_FATAL = 1
 
 
 class Streamer:
@@ -65,6 +68,9 @@ class Streamer:
         self.source = KafkaSource(
             settings.kafka, self.pipeline, settings.deadlines.revoke_flush_seconds
         )
+        tracker = self.pipeline.tracker
+        self.committer = Committer(self.source, tracker, self.metrics)
+        self.backlog = BacklogWatch(self.source, tracker, settings.kafka.consume_batch_size)
         self.health = HealthServer(
             settings.server.host,
             settings.server.port,
@@ -112,23 +118,9 @@ class Streamer:
                 self.pipeline.ingest(cast(list[SourceMessage], good))
                 self.dlq.poll()
             await self._apply_backpressure()
-            self.pipeline.backlogged = bool(self._paused) or await self._behind(len(messages))
-
-    async def _behind(self, consumed: int) -> bool:
-        """More than one consume batch waits in Kafka: the API budget, not the input, limits.
-
-        From librdkafka's cached high watermarks (no round trip). A partition without one (just
-        assigned or resumed, no fetch answered yet) leaves the answer as it was.
-        """
-        batch = self.settings.kafka.consume_batch_size
-        if consumed >= batch:
-            return True
-        positions = self.pipeline.tracker.positions()
-        marks = await self.source.high_watermarks(list(positions))
-        if len(marks) < len(positions):
-            return self.pipeline.backlogged
-        waiting = sum(max(0, high - positions[tp]) for tp, high in marks.items())
-        return waiting >= batch
+            self.pipeline.backlogged = bool(self._paused) or await self.backlog.behind(
+                len(messages)
+            )
 
     async def _apply_backpressure(self) -> None:
         """Pause every assigned partition above a high-water mark; resume below the low one, or
@@ -152,10 +144,10 @@ class Streamer:
                         p.buffered_bytes,
                         self.auth.blocked,
                     )
-                await self.source.pause(newly)
-            self._paused = assigned
-        elif self._paused:
-            await self.source.resume(sorted(self._paused & assigned))
+                if await self.source.pause(newly):
+                    self._paused |= set(newly)
+            self._paused &= assigned
+        elif self._paused and await self.source.resume(sorted(self._paused & assigned)):
             log.info("resuming consumption (buffered %d events)", p.buffered_events)
             self._paused = set()
         self.metrics.paused_partitions.set(len(self._paused))
@@ -178,22 +170,7 @@ class Streamer:
                     await self.source.probe()
 
     async def commit(self) -> None:
-        """Commit every watermark that moved; a failure is retried at the next interval."""
-        tracker = self.pipeline.tracker
-        generation = self.source.generation
-        points = tracker.commit_points()
-        if not points:
-            return
-        try:
-            if not await self.source.commit(points, generation):
-                return  # a rebalance came between: recompute next time
-        except KafkaException as exc:
-            self.metrics.commit_failures.inc()
-            log.warning("commit failed (retried next interval): %s", exc)
-            return
-        tracker.mark_committed(points)
-        self.metrics.commits.inc()
-        self.metrics.last_commit_timestamp.set(time.time())
+        await self.committer.commit()
 
     def _update_gauges(self) -> None:
         m, p = self.metrics, self.pipeline
@@ -237,6 +214,16 @@ class Streamer:
             self.dlq.poll()
             await asyncio.sleep(0.02)
         self.dlq.poll()
+
+    def reload_credentials(self) -> None:
+        """SIGHUP: use the current credentials from now on (a rotated *_FILE Secret), without
+        waiting for a 401. Unreadable credentials keep the previous ones."""
+        try:
+            self.client.reload_credentials()
+        except ConfigError as exc:
+            log.error("SIGHUP: cannot re-read credentials, keeping the previous ones: %s", exc)
+            return
+        log.info("SIGHUP: credentials re-read")
 
     def _alive(self) -> tuple[bool, str]:
         stale = time.monotonic() - self._heartbeat
@@ -283,6 +270,10 @@ def run(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"cohort-streamer: cannot start: {exc}", file=sys.stderr)
         return EXIT_STARTUP
+    except FatalKafkaError as exc:
+        # nothing past the last commit was lost: a restart (the pod's) redelivers it
+        log.error("kafka reports a fatal error; exiting for a restart: %s", exc)
+        return EXIT_FATAL
     return 0
 
 
@@ -312,5 +303,8 @@ async def _serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     streamer = Streamer(settings)
+    # SIGHUP (a terminal closing, `kill -HUP` after rotating a Secret) re-reads the credentials;
+    # its default action would kill the process without flushing or committing
+    loop.add_signal_handler(signal.SIGHUP, streamer.reload_credentials)
     with contextlib.suppress(asyncio.CancelledError):
         await streamer.run(stop)

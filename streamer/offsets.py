@@ -82,6 +82,14 @@ class OffsetTracker:
             return PendingRange(tp, first, last, count)
         return part.add(tp, first, last, count)
 
+    def seed(self, starts: dict[TopicPartition, int]) -> None:
+        """Where consumption of partitions nothing was consumed from yet starts (asked of the
+        broker), so how far behind they are is known before their first message."""
+        for tp, offset in starts.items():
+            part = self._partitions.get(tp)
+            if part is not None and part.next_offset is None:
+                part.next_offset = offset
+
     def consumed(self, ranges: Iterable[PendingRange]) -> None:
         """After a batch: each partition's next offset is one past its last consumed message."""
         for rng in ranges:

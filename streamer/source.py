@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -28,6 +29,16 @@ T = TypeVar("T")
 
 class StartupError(Exception):
     """Kafka is not usable at start-up (unreachable broker, missing topic)."""
+
+
+class FatalKafkaError(Exception):
+    """librdkafka reports a fatal error: this consumer cannot continue (exit and restart)."""
+
+
+def _raise_if_fatal(exc: KafkaException) -> None:
+    err = exc.args[0] if exc.args else None
+    if isinstance(err, KafkaError) and err.fatal():
+        raise FatalKafkaError(err.str()) from None
 
 
 class RebalanceHandler(Protocol):
@@ -63,6 +74,57 @@ def consumer_settings(config: KafkaConfig) -> dict[str, Any]:
     return settings
 
 
+class CommitResult(NamedTuple):
+    """What the broker stored of one commit, partition by partition."""
+
+    done: dict[TP, int]
+    failed: dict[TP, str]  # the reason, from librdkafka
+
+
+def commit_offsets(consumer: Consumer, points: dict[TP, int]) -> CommitResult:
+    """Commit synchronously and report each partition's outcome.
+
+    confluent-kafka raises for the whole call when any partition is refused, without saying
+    which: then each partition is committed on its own, so one refused partition (a deleted
+    topic, say) never holds back the commits of the others.
+    """
+    try:
+        stored = _commit(consumer, points)
+    except KafkaException as exc:
+        if len(points) == 1:
+            return CommitResult({}, {key: _reason(exc) for key in points})
+        done: dict[TP, int] = {}
+        failed: dict[TP, str] = {}
+        for key, offset in points.items():
+            single = commit_offsets(consumer, {key: offset})
+            done.update(single.done)
+            failed.update(single.failed)
+        return CommitResult(done, failed)
+    done, failed = {}, {}
+    for answer in stored:
+        key = (answer.topic, answer.partition)
+        if key not in points:
+            continue
+        if answer.error is None:
+            done[key] = points[key]
+        else:
+            failed[key] = str(answer.error)
+    for key in points.keys() - done.keys() - failed.keys():
+        failed[key] = "not in the broker's answer"
+    return CommitResult(done, failed)
+
+
+def _commit(consumer: Consumer, points: dict[TP, int]) -> list[TopicPartition]:
+    offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
+    stored: list[TopicPartition] | None = consumer.commit(offsets=offsets, asynchronous=False)
+    return stored or []
+
+
+def _reason(exc: KafkaException) -> str:
+    err = exc.args[0] if exc.args else None
+    return err.str() if isinstance(err, KafkaError) else str(exc)
+
+
 class KafkaSource:
     def __init__(
         self,
@@ -71,6 +133,7 @@ class KafkaSource:
         revoke_deadline_seconds: float,
     ) -> None:
         self._config = config
+        self._settings = consumer_settings(config)
         self._handler = handler
         self._revoke_deadline = revoke_deadline_seconds
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
@@ -88,7 +151,7 @@ class KafkaSource:
     async def start(self) -> None:
         """Create the consumer, check the broker and topics (with a timeout), subscribe."""
         self._loop = asyncio.get_running_loop()
-        settings = consumer_settings(self._config)
+        settings = dict(self._settings)
         settings["error_cb"] = self._on_error
         settings["logger"] = RDKAFKA_LOG
         self._consumer = await self._call(lambda: Consumer(settings))
@@ -133,55 +196,107 @@ class KafkaSource:
         await self._call(ask)
 
     async def consume(self, max_messages: int, timeout: float) -> list[Message]:
+        """The next messages (maybe none). A non-fatal error is logged and yields none: the
+        next call tries again. A fatal one (the consumer cannot go on) raises FatalKafkaError."""
         consumer = self._require()
-        return await self._call(lambda: consumer.consume(max_messages, timeout))
 
-    async def commit(self, points: dict[TP, int], generation: int) -> bool:
+        def consume() -> list[Message]:
+            try:
+                return consumer.consume(max_messages, timeout)
+            except KafkaException as exc:
+                _raise_if_fatal(exc)
+                log.warning("kafka consume failed (retrying): %s", _reason(exc))
+                return []
+
+        return await self._call(consume)
+
+    async def commit(self, points: dict[TP, int], generation: int) -> CommitResult | None:
         """Commit on the consumer thread unless a rebalance happened since `generation`.
 
-        Returns False when skipped; raises KafkaException when the broker refuses.
+        Returns None when skipped; otherwise which partitions the broker stored and which it
+        refused (with the reason). Never raises for a broker's answer.
         """
-        offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
 
-        def commit() -> bool:
+        def commit() -> CommitResult | None:
             if generation != self.generation:
-                return False
-            self._require().commit(offsets=offsets, asynchronous=False)
-            return True
+                return None
+            return commit_offsets(self._require(), points)
 
         return await self._call(commit)
 
-    async def pause(self, partitions: list[TP]) -> None:
-        tps = [TopicPartition(t, p) for t, p in partitions]
-        if tps:
-            await self._call(lambda: self._require().pause(tps))
+    async def pause(self, partitions: list[TP]) -> bool:
+        """Pause fetching these partitions; False (logged) when librdkafka refused."""
+        return await self._flow("pause", partitions)
 
-    async def resume(self, partitions: list[TP]) -> None:
+    async def resume(self, partitions: list[TP]) -> bool:
+        """Resume fetching these partitions; False (logged) when librdkafka refused."""
+        return await self._flow("resume", partitions)
+
+    async def _flow(self, verb: str, partitions: list[TP]) -> bool:
         tps = [TopicPartition(t, p) for t, p in partitions]
-        if tps:
-            await self._call(lambda: self._require().resume(tps))
+        if not tps:
+            return True
+
+        def call() -> bool:
+            try:
+                getattr(self._require(), verb)(tps)
+            except KafkaException as exc:  # e.g. a partition revoked meanwhile
+                log.warning("kafka %s failed (tried again next loop): %s", verb, _reason(exc))
+                return False
+            return True
+
+        return await self._call(call)
 
     async def high_watermarks(self, partitions: list[TP]) -> dict[TP, int]:
-        """Cached high watermarks (from fetch responses; no broker round trip)."""
+        """Cached high watermarks (from fetch responses; no broker round trip). A partition
+        without one yet (no fetch answered since it was assigned) is left out."""
 
         def read() -> dict[TP, int]:
             consumer = self._require()
             marks: dict[TP, int] = {}
             for t, p in partitions:
-                _low, high = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+                try:
+                    _low, high = consumer.get_watermark_offsets(TopicPartition(t, p), cached=True)
+                except KafkaException:
+                    continue  # unknown, like a partition not fetched yet
                 if high >= 0:
                     marks[(t, p)] = high
             return marks
 
         return await self._call(read)
 
-    async def committed(self, partitions: list[TP], timeout: float = 10) -> dict[TP, int]:
-        def read() -> dict[TP, int]:
-            tps = [TopicPartition(t, p) for t, p in partitions]
-            result = self._require().committed(tps, timeout=timeout)
-            return {(tp.topic, tp.partition): tp.offset for tp in result if tp.offset >= 0}
+    async def start_positions(self, partitions: list[TP], timeout: float) -> dict[TP, int]:
+        """Where consumption of these partitions starts, asked of the broker (one round trip
+        per partition): the committed offset, or where auto.offset.reset puts a partition
+        without one (or whose committed offset retention has deleted). Partitions the broker
+        does not answer for are left out."""
+        from_end = self._settings.get("auto.offset.reset") in ("latest", "largest", "end")
 
-        return await self._call(read)
+        def ask() -> dict[TP, int]:
+            consumer = self._require()
+            tps = [TopicPartition(t, p) for t, p in partitions]
+            try:
+                stored = consumer.committed(tps, timeout=timeout)
+            except KafkaException as exc:
+                log.debug("committed offsets unavailable: %s", exc)
+                return {}
+            starts: dict[TP, int] = {}
+            deadline = time.monotonic() + timeout
+            for tp in stored:
+                if time.monotonic() >= deadline:
+                    break  # the rest is asked again later; the consume loop waits meanwhile
+                try:
+                    low, high = consumer.get_watermark_offsets(tp, timeout=timeout, cached=False)
+                except KafkaException as exc:
+                    log.debug("watermarks of %s[%d] unavailable: %s", tp.topic, tp.partition, exc)
+                    continue
+                if tp.error is None and tp.offset >= 0:
+                    starts[(tp.topic, tp.partition)] = min(max(tp.offset, low), high)
+                else:
+                    starts[(tp.topic, tp.partition)] = high if from_end else low
+            return starts
+
+        return await self._call(ask)
 
     async def close(self) -> None:
         """Leave the group (runs the revoke callback), then stop the thread."""
@@ -207,12 +322,11 @@ class KafkaSource:
         self.generation += 1
         points = self._run_on_loop(self._handler.revoking(tps), timeout=self._revoke_deadline + 5)
         if points:
-            offsets = [TopicPartition(t, p, o) for (t, p), o in points.items()]
-            try:
-                consumer.commit(offsets=offsets, asynchronous=False)
-                log.info("committed %d revoked partition(s) before release", len(offsets))
-            except KafkaException as exc:
-                log.warning("commit on revoke failed (events will be redelivered): %s", exc)
+            result = commit_offsets(consumer, points)
+            if result.done:
+                log.info("committed %d revoked partition(s) before release", len(result.done))
+            for (t, p), reason in sorted(result.failed.items()):
+                log.warning("commit of revoked %s[%d] failed (redelivered): %s", t, p, reason)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
