@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,8 @@ from streamer.batch import SourceMessage
 from streamer.client import CohortSyncClient
 from streamer.config import ConfigError, Credentials, Settings, load_credentials, load_settings
 from streamer.dlq import DeadLetterWriter
-from streamer.health import HealthServer
+from streamer.health import HealthServer, listen
+from streamer.kafkacheck import check_kafka_clients
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.ratelimit import RateLimiter
@@ -45,6 +47,7 @@ class Streamer:
     def __init__(
         self,
         settings: Settings,
+        listeners: list[socket.socket],
         credentials: Callable[[], Credentials] = load_credentials,
         metrics: Metrics | None = None,
     ) -> None:
@@ -53,25 +56,14 @@ class Streamer:
         mo = settings.moengage
         self.limiter = RateLimiter(mo.rate_limit_per_minute, mo.rate_window_seconds)
         self.client = CohortSyncClient(mo.url, mo.timeout_seconds, credentials)
-        self.dlq = DeadLetterWriter(
-            settings.kafka.bootstrap_servers,
-            settings.kafka.dlq_topic,
-            self.metrics,
-            settings.kafka.producer,
-        )
+        self.dlq = DeadLetterWriter(settings.kafka, self.metrics)
         self.auth = AuthGate(self.metrics)
         sender = Sender(mo, self.client, self.limiter, self.dlq, self.metrics, self.auth)
         self.pipeline = Pipeline(settings, sender, self.limiter, self.dlq, self.metrics)
         self.source = KafkaSource(
             settings.kafka, self.pipeline, settings.deadlines.revoke_flush_seconds
         )
-        self.health = HealthServer(
-            settings.server.host,
-            settings.server.port,
-            self.metrics.registry,
-            self._alive,
-            self._ready,
-        )
+        self.health = HealthServer(listeners, self.metrics.registry, self._alive, self._ready)
         self._paused: set[tuple[str, int]] = set()
         self._heartbeat = time.monotonic()
         self._last_lag = 0.0
@@ -266,9 +258,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # every check that can fail on a configuration mistake, before anything connects
     try:
         settings = load_settings(args.config)
-        load_credentials()  # fail now, before touching Kafka, if they are missing
+        check_kafka_clients(settings.kafka)
+        load_credentials()
+        listeners = listen(settings.server.host, settings.server.port)
     except ConfigError as exc:
         print(f"cohort-streamer: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -279,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
     )
     tune_gc()
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, listeners))
     except StartupError as exc:
         print(f"cohort-streamer: cannot start: {exc}", file=sys.stderr)
         return EXIT_STARTUP
@@ -306,11 +301,11 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, listeners: list[socket.socket]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    streamer = Streamer(settings)
+    streamer = Streamer(settings, listeners)
     with contextlib.suppress(asyncio.CancelledError):
         await streamer.run(stop)

@@ -27,12 +27,13 @@ WORKSPACE = "ws-config-test"
 
 def _run(
     tmp_path: Path,
-    config: dict[str, object],
+    config: dict[str, object] | bytes,
     env: dict[str, str],
     timeout: float = 30,
 ) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "streamer.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    raw = config if isinstance(config, bytes) else yaml.safe_dump(config).encode()
+    path.write_bytes(raw)
     # a clean environment: nothing from the developer's shell may leak into the case
     base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMER__", "MOENGAGE_"))}
     return subprocess.run(
@@ -277,6 +278,30 @@ ISSUE_13_CASES: list[tuple[str, dict[str, dict[str, object]], dict[str, str], tu
         ("moengage.base_url",),
     ),
     (
+        "server-host-not-of-this-machine",
+        {"server": {"host": "192.0.2.1"}},
+        {},
+        ("server.host", "192.0.2.1"),
+    ),
+    (
+        "bootstrap-servers-not-host-port",
+        {"kafka": {"bootstrap_servers": "not a url"}},
+        {},
+        ("kafka.bootstrap_servers", "host:port"),
+    ),
+    (
+        "topic-name-kafka-cannot-have",
+        {"kafka": {"topics": ["^cohort-.*"]}},
+        {},
+        ("kafka.topics",),
+    ),
+    (
+        "env-number-too-long-to-read",
+        {},
+        {"STREAMER__BATCHING__LINGER_MS": "9" * 5000},
+        ("STREAMER__BATCHING__LINGER_MS",),
+    ),
+    (
         "timeout-huge-float",
         {"moengage": {"timeout_seconds": 1e308}},
         {},
@@ -308,6 +333,16 @@ def test_config_mistake_exits_2_naming_the_key_before_connecting(
         result = _run(tmp_path, config, {**CREDENTIALS, **env})
         _assert_one_clear_line(result, 2, words)
         assert attempts() == 0, "the streamer connected to Kafka before refusing its config"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"kafka: \xff\xfe\n", b"kafka:\n  consume_batch_size: " + b"9" * 5000 + b"\n"],
+    ids=["not-utf8", "number-too-long-to-read"],
+)
+def test_unreadable_config_file_exits_2_in_one_line(tmp_path: Path, text: bytes) -> None:
+    result = _run(tmp_path, text, CREDENTIALS)
+    _assert_one_clear_line(result, 2, ("--config",))
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
