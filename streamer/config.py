@@ -6,13 +6,11 @@ Credentials never live in the file: they come from MOENGAGE_WORKSPACE_ID / MOENG
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -26,6 +24,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from streamer.addresses import base_url_problem, is_broker_list, is_host
 
 ENV_PREFIX = "STREAMER__"
 DATA_CENTERS = ("01", "02", "03", "04", "05", "06", "101")
@@ -74,24 +74,7 @@ NotBool = BeforeValidator(_not_a_bool)
 Count = Annotated[int, NotBool, Field(gt=0, le=MAX_COUNT)]
 Milliseconds = Annotated[int, NotBool, Field(gt=0, le=MAX_MILLISECONDS)]
 Seconds = Annotated[float, NotBool, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
-_HOST_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
-
-
-def is_host(text: str) -> bool:
-    """An IP address or a DNS name (underscores allowed: container and compose names use them)."""
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        pass
-    labels = text.removesuffix(".").split(".")
-    # a name's last label is never all digits: 999.1.1.1 is a broken address, not a name
-    return (
-        len(text) <= 253
-        and all(_HOST_LABEL.fullmatch(label) for label in labels)
-        and not labels[-1].isdigit()
-    )
 
 
 def _topic_name(name: str) -> str:
@@ -139,7 +122,7 @@ class KafkaConfig(_Section):
     @field_validator("bootstrap_servers")
     @classmethod
     def _broker_list(cls, value: str) -> str:
-        if not all(_is_broker(entry.strip()) for entry in value.split(",")):
+        if not is_broker_list(value):
             raise ValueError(
                 "expected host:port[,host:port] (e.g. kafka-0.kafka:9092 or [::1]:9092), "
                 "port 1-65535"
@@ -169,33 +152,6 @@ class KafkaConfig(_Section):
         return value
 
 
-_BROKER = re.compile(
-    r"(?:[A-Za-z_][A-Za-z0-9_]*://)?"  # an optional listener name, e.g. SSL://
-    r"(?:\[(?P<ipv6>[^]]+)\]|(?P<host>[^:/]+))"
-    r"(?::(?P<port>\d{1,5}))?"
-)
-
-
-def _is_broker(entry: str) -> bool:
-    """[PROTOCOL://]host[:port], as librdkafka reads bootstrap.servers."""
-    match = _BROKER.fullmatch(entry)
-    if match is None:
-        return False
-    port = match["port"]
-    if port is not None and not 1 <= int(port) <= 65535:
-        return False
-    if match["ipv6"] is not None:
-        return _is_ipv6(match["ipv6"])
-    return is_host(match["host"])
-
-
-def _is_ipv6(text: str) -> bool:
-    try:
-        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
-    except ValueError:
-        return False
-
-
 class MoEngageConfig(_Section):
     base_url: str | None = None
     data_center: Literal["01", "02", "03", "04", "05", "06", "101"] | None = None
@@ -213,7 +169,7 @@ class MoEngageConfig(_Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        problem = _base_url_problem(value) if value else None  # empty: data_center decides
+        problem = base_url_problem(value) if value else None  # empty: data_center decides
         if problem:
             raise ValueError(problem)
         return value
@@ -326,30 +282,6 @@ class Settings(_Section):
     server: ServerConfig = ServerConfig()
     deadlines: DeadlinesConfig = DeadlinesConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-
-def _base_url_problem(url: str) -> str | None:
-    """Why `url` cannot be the API's base URL, or None. Never quotes it: it may hold a secret."""
-    example = "e.g. https://api-01.moengage.com"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return f"not a valid URL ({example}); check the host and port"
-    if parts.scheme not in ("http", "https"):
-        return f"must start with https:// or http:// ({example})"
-    if parts.username is not None or parts.password is not None:
-        return (
-            "must not carry user:password@; credentials come from MOENGAGE_WORKSPACE_ID and "
-            "MOENGAGE_API_KEY"
-        )
-    if not parts.hostname or not is_host(parts.hostname) or port == 0:
-        return f"needs a host name or IP address and a port 1-65535 if any ({example})"
-    if parts.query or parts.fragment or "?" in url or "#" in url:
-        return "must not have a ?query or #fragment: the API path is appended to it"
-    if any(char.isspace() for char in url):
-        return f"must not contain spaces ({example})"
-    return None
 
 
 class Credentials(BaseModel):
