@@ -46,6 +46,7 @@ MAX_SECONDS = 86_400  # one day: no wait is longer on purpose, and timers stay i
 MAX_MILLISECONDS = MAX_SECONDS * 1000
 MAX_COUNT = 2**53  # counts stay exact as floats (the rate limiter and the gauges hold floats)
 MAX_PAYLOAD_BYTES = 128_000  # MoEngage refuses larger Cohort Sync bodies (413)
+MAX_PARTNER_CHARS = 100  # at most 400 bytes of the smallest body (1,024 bytes)
 
 
 class ConfigError(Exception):
@@ -155,7 +156,10 @@ class KafkaConfig(_Section):
 class MoEngageConfig(_Section):
     base_url: str | None = None
     data_center: Literal["01", "02", "03", "04", "05", "06", "101"] | None = None
-    partner: str = Field(default="cohort-streamer", min_length=1)
+    # sent in every body: a long one would leave max_payload_bytes no room for members
+    partner: Annotated[str, AfterValidator(_printable)] = Field(
+        default="cohort-streamer", min_length=1, max_length=MAX_PARTNER_CHARS
+    )
     rate_limit_per_minute: Count = 300
     rate_window_seconds: Seconds = 60.0
     max_payload_bytes: Annotated[int, NotBool, Field(ge=1024, le=MAX_PAYLOAD_BYTES)] = 128000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -11,11 +12,13 @@ from typing import Any
 
 import pytest
 import yaml
+from annotated_types import Le
 from confluent_kafka import Consumer, KafkaException
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from streamer.app import Streamer
 from streamer.config import (
     MAX_CONSUME_BATCH,
     MAX_QUEUED_KBYTES,
@@ -931,3 +934,48 @@ def test_env_value_too_long_to_read_names_the_variable(tmp_path: Path) -> None:
 
 def test_a_config_error_is_always_one_line() -> None:
     assert str(ConfigError("a\nb\r\nc\x00d")) == "a b c d"
+
+
+def _largest_accepted(base_url: str) -> dict[str, Any]:
+    """Every numeric key at the largest value the model accepts (each low mark just below)."""
+    data = merged(moengage={"base_url": base_url}, server={"port": 0})
+    for key in NUMERIC_KEYS:
+        section, name = key.split(".")
+        model = Settings.model_fields[section].annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        bounds = [m.le for m in model.model_fields[name].metadata if isinstance(m, Le)]
+        if key != "server.port":
+            data.setdefault(section, {})[name] = bounds[0]
+    data["batching"]["low_water_events"] = data["batching"]["high_water_events"] - 1
+    data["batching"]["low_water_bytes"] = data["batching"]["high_water_bytes"] - 1
+    return data
+
+
+async def test_the_largest_accepted_values_build_a_working_streamer(tmp_path: Path) -> None:
+    """Accepted means it works: the runtime objects take the extremes without overflowing."""
+    listeners = listen("127.0.0.1", 0)
+    port = listeners[0].getsockname()[1]
+    s = validate(tmp_path, _largest_accepted(f"http://127.0.0.1:{port}"))
+    assert s.moengage.timeout_seconds == s.deadlines.shutdown_flush_seconds == 86_400
+    streamer = Streamer(s, listeners, lambda: Credentials(workspace_id="w", api_key=API_KEY))
+    try:
+        await streamer.health.start()
+        await streamer.client.start()
+        # a request with a day's timeout gets its answer: the health port has no such path
+        assert (await streamer.client.post(b"{}")).status == 404
+        await streamer.limiter.acquire()
+        streamer.limiter.release()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.sleep(s.moengage.auth_retry_seconds), 0.01)
+    finally:
+        await streamer.client.stop()
+        await streamer.health.stop()
+
+
+@pytest.mark.parametrize("partner", ["", "p" * 101, "a\nb", "tab\there"])
+def test_partner_is_short_printable_text(tmp_path: Path, partner: str) -> None:
+    # it is in every body: a long one would leave no room for members, and every member would
+    # be dead-lettered as too large
+    assert config_error(tmp_path, merged(moengage={"partner": partner})).startswith(
+        "moengage.partner:"
+    )
