@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +28,8 @@ from streamer.client import CohortSyncClient
 from streamer.committer import Committer
 from streamer.config import ConfigError, Credentials, Settings, load_credentials, load_settings
 from streamer.dlq import DeadLetterWriter
-from streamer.health import HealthServer
+from streamer.health import HealthServer, listen
+from streamer.kafkacheck import check_kafka_clients
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.ratelimit import RateLimiter
@@ -48,6 +50,7 @@ class Streamer:
     def __init__(
         self,
         settings: Settings,
+        listeners: list[socket.socket],
         credentials: Callable[[], Credentials] = load_credentials,
         metrics: Metrics | None = None,
     ) -> None:
@@ -56,12 +59,7 @@ class Streamer:
         mo = settings.moengage
         self.limiter = RateLimiter(mo.rate_limit_per_minute, mo.rate_window_seconds)
         self.client = CohortSyncClient(mo.url, mo.timeout_seconds, credentials)
-        self.dlq = DeadLetterWriter(
-            settings.kafka.bootstrap_servers,
-            settings.kafka.dlq_topic,
-            self.metrics,
-            settings.kafka.producer,
-        )
+        self.dlq = DeadLetterWriter(settings.kafka, self.metrics)
         self.auth = AuthGate(self.metrics)
         sender = Sender(mo, self.client, self.limiter, self.dlq, self.metrics, self.auth)
         self.pipeline = Pipeline(settings, sender, self.limiter, self.dlq, self.metrics)
@@ -71,13 +69,7 @@ class Streamer:
         tracker = self.pipeline.tracker
         self.committer = Committer(self.source, tracker, self.metrics)
         self.backlog = BacklogWatch(self.source, tracker, settings.kafka.consume_batch_size)
-        self.health = HealthServer(
-            settings.server.host,
-            settings.server.port,
-            self.metrics.registry,
-            self._alive,
-            self._ready,
-        )
+        self.health = HealthServer(listeners, self.metrics.registry, self._alive, self._ready)
         self._paused: set[tuple[str, int]] = set()
         self._heartbeat = time.monotonic()
         self._last_lag = 0.0
@@ -253,9 +245,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # every check that can fail on a configuration mistake, before anything connects
     try:
         settings = load_settings(args.config)
-        load_credentials()  # fail now, before touching Kafka, if they are missing
+        check_kafka_clients(settings.kafka)
+        load_credentials()
+        listeners = listen(settings.server.host, settings.server.port)
     except ConfigError as exc:
         print(f"cohort-streamer: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -266,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     )
     tune_gc()
     try:
-        asyncio.run(_serve(settings))
+        asyncio.run(_serve(settings, listeners))
     except StartupError as exc:
         print(f"cohort-streamer: cannot start: {exc}", file=sys.stderr)
         return EXIT_STARTUP
@@ -297,12 +292,12 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, listeners: list[socket.socket]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    streamer = Streamer(settings)
+    streamer = Streamer(settings, listeners)
     # SIGHUP (a terminal closing, `kill -HUP` after rotating a Secret) re-reads the credentials;
     # its default action would kill the process without flushing or committing
     loop.add_signal_handler(signal.SIGHUP, streamer.reload_credentials)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, Producer
 
 from streamer.batch import SourceMessage
+from streamer.config import KafkaConfig
 from streamer.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -45,25 +46,26 @@ def origin_of(msg: SourceMessage) -> Origin:
 Headers = list[tuple[str, str | bytes | None]]
 
 
+def producer_settings(config: KafkaConfig) -> dict[str, Any]:
+    """The DLQ producer's librdkafka settings: defaults, then kafka.producer, then ours."""
+    settings: dict[str, Any] = {
+        "bootstrap.servers": config.bootstrap_servers,
+        "linger.ms": 20,
+        "compression.type": "lz4",
+    }
+    settings.update(config.producer)
+    # owned by the streamer (config validation refuses them in kafka.producer): a dead letter
+    # counts as written only once every in-sync replica has it
+    settings.update({"acks": "all", "enable.idempotence": True})
+    return settings
+
+
 class DeadLetterWriter:
-    def __init__(
-        self,
-        bootstrap: str,
-        topic: str,
-        metrics: Metrics,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 20,
-            "compression.type": "lz4",
-        }
-        config.update(extra or {})
-        config["logger"] = RDKAFKA_LOG  # through Python logging, not raw to stderr
-        self._producer = Producer(config)
-        self._topic = topic
+    def __init__(self, config: KafkaConfig, metrics: Metrics) -> None:
+        settings = producer_settings(config)
+        settings["logger"] = RDKAFKA_LOG  # through Python logging, not raw to stderr
+        self._producer = Producer(settings)
+        self._topic = config.dlq_topic
         self._metrics = metrics
         self._pending = 0
 

@@ -127,7 +127,9 @@ class Metrics:
         )
         self.commits = Counter(f"{p}_commits", "Successful offset commits", registry=r)
         self.commit_failures = Counter(
-            f"{p}_commit_failures", "Partition offsets a commit failed to store (retried)", registry=r
+            f"{p}_commit_failures",
+            "Partition offsets a commit failed to store (retried)",
+            registry=r,
         )
         self.last_commit_timestamp = Gauge(
             f"{p}_last_commit_timestamp_seconds",
