@@ -119,7 +119,10 @@ def test_credentials_in_a_location_never_reach_logs_or_readyz(
     api = hostile_api(upstream=rig.emulator.url)
     api.answer(Answer(302, {"Location": location}))
     rig.produce(generate(events=50, cohorts=2, users=20, seed=132).messages)
-    proc = rig.start(moengage={"base_url": api.url, "auth_retry_seconds": 1})
+    proc = rig.start(
+        moengage={"base_url": api.url, "auth_retry_seconds": 1},
+        deadlines={"shutdown_flush_seconds": 1},  # it stops while still redirected
+    )
     port = proc.metrics_port
     assert port is not None
     wait_for(lambda: _readyz(port)[0] == 503, 20, "/readyz to fail")
