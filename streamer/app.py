@@ -28,12 +28,13 @@ from streamer.client import CohortSyncClient
 from streamer.committer import Committer
 from streamer.config import ConfigError, Credentials, Settings, load_credentials, load_settings
 from streamer.dlq import DeadLetterWriter
+from streamer.gate import ApiGate
 from streamer.health import HealthServer, listen
 from streamer.kafkacheck import check_kafka_clients
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.ratelimit import RateLimiter
-from streamer.send import AuthGate, Sender
+from streamer.send import Sender
 from streamer.source import FatalKafkaError, KafkaSource, StartupError
 
 log = logging.getLogger("streamer")
@@ -60,8 +61,8 @@ class Streamer:
         self.limiter = RateLimiter(mo.rate_limit_per_minute, mo.rate_window_seconds)
         self.client = CohortSyncClient(mo.url, mo.timeout_seconds, credentials)
         self.dlq = DeadLetterWriter(settings.kafka, self.metrics)
-        self.auth = AuthGate(self.metrics)
-        sender = Sender(mo, self.client, self.limiter, self.dlq, self.metrics, self.auth)
+        self.gate = ApiGate(self.metrics)
+        sender = Sender(mo, self.client, self.limiter, self.dlq, self.metrics, self.gate)
         self.pipeline = Pipeline(settings, sender, self.limiter, self.dlq, self.metrics)
         self.source = KafkaSource(
             settings.kafka, self.pipeline, settings.deadlines.revoke_flush_seconds
@@ -125,16 +126,16 @@ class Streamer:
         # below the high mark with nothing to send in full, waiting frees no memory: more events
         # may fill a body, while every request sent now would be a partial one
         under = under or (not over and p.stalled())
-        want_paused = self.auth.blocked or over or (bool(self._paused) and not under)
+        want_paused = self.gate.blocked or over or (bool(self._paused) and not under)
         if want_paused:
             newly = sorted(assigned - self._paused)
             if newly:
                 if not self._paused:
                     log.info(
-                        "pausing consumption (buffered %d events, %d bytes, auth blocked %s)",
+                        "pausing consumption (buffered %d events, %d bytes, API unusable %s)",
                         p.buffered_events,
                         p.buffered_bytes,
-                        self.auth.blocked,
+                        self.gate.blocked,
                     )
                 if await self.source.pause(newly):
                     self._paused |= set(newly)
@@ -224,8 +225,8 @@ class Streamer:
         return True, "main loop running"
 
     def _ready(self) -> tuple[bool, str]:
-        if self.auth.blocked:
-            return False, f"MoEngage refuses credentials: {self.auth.reason}"
+        if self.gate.reason is not None:
+            return False, self.gate.reason
         if not self.source.reachable:
             return False, "Kafka brokers unreachable"
         if not self.source.assignment_received:

@@ -1,4 +1,30 @@
-"""What to do with a Cohort Sync response: a pure function of the status, body and headers."""
+"""What to do with a Cohort Sync response: a pure function of the status, body and headers.
+
+Every status is handled on purpose, and nothing but a 2xx ever settles a change:
+
+| status                            | verdict             | why                                   |
+|-----------------------------------|---------------------|---------------------------------------|
+| 200-299                           | ACCEPTED            | the API's only acknowledgement        |
+| 300-399, any (304, 399 too)       | REDIRECT            | the endpoint is not the API: a config |
+|                                   |                     | fault (base_url / data_center). Never |
+|                                   |                     | followed (client.py); paused and      |
+|                                   |                     | retried slowly like 401/403           |
+| 401, 403                          | AUTH                | credentials refused: paused, retried  |
+|                                   |                     | slowly with credentials read afresh   |
+| 400 about the request as a whole  | REJECT_ALL          | all its members to the DLQ            |
+| 400 otherwise                     | BISECT              | halve until the refused uids are alone|
+| 413                               | SPLIT               | halve the body                        |
+| 429                               | RETRY rate_limited  | back off, honour Retry-After          |
+| 408, 500-599                      | RETRY server_error  | the server's fault: back off, retry   |
+| other 4xx (404, 405, 409, 422...) | RETRY server_error  | our bug or a proxy's: retrying may not|
+|                                   |                     | help, but dropping would lose changes;|
+|                                   |                     | requests_total{status_class="4xx"}    |
+| 100-199                           | RETRY server_error  | not a final answer (aiohttp skips 100 |
+|                                   |                     | Continue): outcome unknown, resend    |
+| below 100, 600 and above          | RETRY server_error  | not HTTP: a broken server or proxy    |
+
+Retrying is always safe: add and remove are idempotent.
+"""
 
 from __future__ import annotations
 
@@ -20,20 +46,26 @@ class Verdict(enum.Enum):
     BISECT = "bisect"  # 400 about some members: halve until the refused uids are isolated
     REJECT_ALL = "reject_all"  # 400 about the request as a whole: all members to the DLQ
     AUTH = "auth"  # 401/403: pause, wait, re-read credentials, try again
+    REDIRECT = "redirect"  # 3xx: pause, wait, try again (someone must fix the URL)
 
 
 class Outcome(NamedTuple):
     verdict: Verdict
-    cause: str  # retry cause label, or the API's message for rejections
+    cause: str  # retry cause label, or what went wrong for rejections, AUTH and REDIRECT
     retry_after: float | None = None
 
 
-def classify(status: int, body: bytes, retry_after_header: str | None) -> Outcome:
+def classify(
+    status: int, body: bytes, retry_after_header: str | None, location: str | None = None
+) -> Outcome:
+    """`location` is the 3xx's Location header, already made printable (response.py)."""
     if 200 <= status < 300:
         return Outcome(Verdict.ACCEPTED, "")
+    if 300 <= status < 400:
+        return Outcome(Verdict.REDIRECT, f"HTTP {status} to {location or '(no Location header)'}")
     if status == 429:
         return Outcome(Verdict.RETRY, "rate_limited", parse_retry_after(retry_after_header))
-    if status >= 500 or status == 408:
+    if 500 <= status < 600 or status == 408:
         return Outcome(Verdict.RETRY, "server_error", parse_retry_after(retry_after_header))
     if status in (401, 403):
         return Outcome(Verdict.AUTH, f"HTTP {status}: {api_message(body)}")
@@ -47,8 +79,7 @@ def classify(status: int, body: bytes, retry_after_header: str | None) -> Outcom
             else Verdict.BISECT
         )
         return Outcome(verdict, message or "HTTP 400")
-    # other 4xx (404, 415...) are our bug or a proxy's: retrying will not help, neither will
-    # dropping; treat like a server fault so nothing is lost and the metric shows it
+    # other 4xx, 1xx and numbers outside HTTP: see the table in the module docstring
     return Outcome(Verdict.RETRY, "server_error")
 
 

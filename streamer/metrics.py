@@ -22,8 +22,12 @@ _le = cast(Callable[[float], str], floatToGoString)
 PREFIX = "cohort_streamer"
 
 ACTIONS = ("add_members", "remove_members")
-STATUS_CLASSES = ("2xx", "400", "401", "403", "413", "429", "4xx", "5xx", "timeout", "error")
-RETRY_CAUSES = ("rate_limited", "server_error", "timeout", "connection", "auth", "too_large")
+STATUS_CLASSES = (
+    "2xx", "3xx", "400", "401", "403", "413", "429", "4xx", "5xx", "other", "timeout", "error"
+)  # fmt: skip
+RETRY_CAUSES = (
+    "rate_limited", "server_error", "timeout", "connection", "auth", "redirect", "too_large"
+)  # fmt: skip
 DLQ_REASONS = (
     "invalid_json",
     "missing_field",
@@ -165,6 +169,11 @@ class Metrics:
         self.auth_failing = Gauge(
             f"{p}_auth_failing", "1 while the API refuses our credentials (401/403)", registry=r
         )
+        self.endpoint_redirecting = Gauge(
+            f"{p}_endpoint_redirecting",
+            "1 while the Cohort Sync endpoint answers 3xx (moengage.base_url or data_center wrong)",
+            registry=r,
+        )
         self.up = Gauge(f"{p}_up", "1 while the main loop is alive", registry=r)
         self._create_label_sets()
 
@@ -224,9 +233,9 @@ class AgeHistogram(Collector):
 
 
 def status_class(status: int) -> str:
-    """Map an HTTP status to the bounded `status_class` label."""
-    if 200 <= status < 300:
-        return "2xx"
+    """Map an HTTP status to the bounded `status_class` label ("other": 1xx, or not HTTP)."""
     if status in (400, 401, 403, 413, 429):
         return str(status)
-    return "5xx" if status >= 500 else "4xx"
+    if 200 <= status < 600:
+        return f"{status // 100}xx"
+    return "other"

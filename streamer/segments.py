@@ -2,14 +2,14 @@
 
 list/get use the v3 Filter Segments API (§5.4, §5.6 of the API notes); archive/unarchive the v2
 Manage Segments API (§4). Host and credentials come from the same config and environment as
-`run`, so the tool always talks to the workspace the streamer writes to.
+`run`, so the tool always talks to the workspace the streamer writes to. As for Cohort Sync
+(client.py), redirects are never followed and answers are read up to a cap.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import sys
 import urllib.parse
 from pathlib import Path
@@ -18,9 +18,14 @@ from typing import Any
 import aiohttp
 import orjson
 
+from streamer.client import credential_headers
 from streamer.config import ConfigError, Credentials, load_credentials, load_settings
+from streamer.response import printable_location, read_at_most
 
 COLUMNS = ("id", "name", "created_time", "type", "source", "archived")
+# A listing has no pagination (§5.4): 1,000 active segments are about 170 KB of JSON, so the
+# cap leaves room for many archived ones; a larger answer is refused, never shown cut.
+ANSWER_CAP_BYTES = 4 * 1024 * 1024
 
 
 class SegmentsApiError(Exception):
@@ -82,23 +87,29 @@ async def _call(args: argparse.Namespace, host: str, credentials: Credentials) -
 async def request(
     method: str, url: str, credentials: Credentials, body: dict[str, str] | None = None
 ) -> Any:
-    token = f"{credentials.workspace_id}:{credentials.api_key.get_secret_value()}".encode()
-    headers = {
-        "Authorization": "Basic " + base64.b64encode(token).decode("ascii"),
-        "MOE-APPKEY": credentials.workspace_id,
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-    }
+    headers, secrets = credential_headers(credentials)
     data = orjson.dumps(body) if body is not None else None
     timeout = aiohttp.ClientTimeout(total=30)
     async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.request(method, url, data=data, headers=headers) as resp,
+        aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session,
+        session.request(method, url, data=data, headers=headers, allow_redirects=False) as resp,
     ):
-        raw = await resp.read()
-        if resp.status >= 300:
-            raise SegmentsApiError(f"HTTP {resp.status}: {error_message(raw)}")
+        raw, cut = await read_at_most(resp, ANSWER_CAP_BYTES)
+        status = resp.status
+        if 300 <= status < 400:
+            location = printable_location(resp.headers.get("Location"), secrets)
+            raise SegmentsApiError(
+                f"HTTP {status} redirects to {location}; redirects are never followed: set "
+                "moengage.base_url or moengage.data_center to the API's own host"
+            )
+    if not 200 <= status < 300:
+        raise SegmentsApiError(f"HTTP {status}: {error_message(raw)}")
+    if cut:
+        raise SegmentsApiError(f"the answer is larger than {ANSWER_CAP_BYTES} bytes")
+    try:
         return orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        raise SegmentsApiError(f"HTTP {status} but not JSON: {raw[:200]!r}") from None
 
 
 def error_message(raw: bytes) -> str:

@@ -3,8 +3,8 @@
 Retries (429, 5xx, timeouts, connection errors) never give up: full-jitter exponential backoff,
 Retry-After honoured up to a cap. 413 halves the request; a 400 about members is bisected until
 the refused uids are isolated and dead-lettered, so one bad uid never holds back its cohort.
-401/403 close the auth gate (the pipeline pauses consumption) and the same request is retried
-slowly with freshly read credentials until the API accepts it again.
+401/403 and 3xx close the API gate (gate.py: the pipeline pauses consumption) and the same
+request is retried slowly (freshly read credentials after a 401/403) until the API accepts it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from streamer.classify import Outcome, Verdict, classify
 from streamer.client import CohortSyncClient
 from streamer.config import ConfigError, MoEngageConfig
 from streamer.dlq import DeadLetterWriter, Origin
+from streamer.gate import ApiGate
 from streamer.metrics import Metrics, status_class
 from streamer.payload import Envelope
 from streamer.ratelimit import RateLimiter
@@ -31,30 +32,6 @@ Settle = Callable[[Members], None]
 log = logging.getLogger(__name__)
 
 
-class AuthGate:
-    """Open while the API accepts our credentials; closed (with the reason) after a 401/403."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.reason: str | None = None
-        self._metrics = metrics
-
-    @property
-    def blocked(self) -> bool:
-        return self.reason is not None
-
-    def close(self, reason: str) -> None:
-        if self.reason is None:
-            log.error("MoEngage refused our credentials (%s); pausing consumption", reason)
-        self.reason = reason
-        self._metrics.auth_failing.set(1)
-
-    def open(self) -> None:
-        if self.reason is not None:
-            log.info("MoEngage accepts our credentials again; resuming")
-        self.reason = None
-        self._metrics.auth_failing.set(0)
-
-
 class Sender:
     def __init__(
         self,
@@ -63,14 +40,14 @@ class Sender:
         limiter: RateLimiter,
         dlq: DeadLetterWriter,
         metrics: Metrics,
-        auth: AuthGate,
+        gate: ApiGate,
     ) -> None:
         self._config = config
         self._client = client
         self._limiter = limiter
         self._dlq = dlq
         self._metrics = metrics
-        self.auth = auth
+        self.gate = gate
         self.inflight = 0
 
     async def deliver(self, shipment: Shipment, settle: Settle) -> None:
@@ -106,14 +83,14 @@ class Sender:
             status, outcome = await self._post(envelope.action, data)
             verdict = outcome.verdict
             if verdict is Verdict.ACCEPTED:
-                self.auth.open()
+                self.gate.open()
                 self._record_accepted(envelope.action, members, len(data))
                 return
             if verdict is Verdict.RETRY:
                 attempt += 1
                 await self._back_off(outcome.cause, attempt, outcome.retry_after)
-            elif verdict is Verdict.AUTH:
-                await self._wait_for_auth(outcome.cause)
+            elif verdict is Verdict.AUTH or verdict is Verdict.REDIRECT:
+                await self._wait_until_usable(outcome)
             elif verdict is Verdict.REJECT_ALL or len(members) == 1:
                 reason = "event_too_large" if verdict is Verdict.SPLIT else "rejected_by_api"
                 await self._reject(cohort_id, members, reason, f"HTTP {status}: {outcome.cause}")
@@ -144,7 +121,7 @@ class Sender:
             cause = "timeout" if resp.failure == "timeout" else "connection"
             return 0, Outcome(Verdict.RETRY, cause)
         self._metrics.requests.labels(action, status_class(resp.status)).inc()
-        return resp.status, classify(resp.status, resp.body, resp.retry_after)
+        return resp.status, classify(resp.status, resp.body, resp.retry_after, resp.location)
 
     async def _back_off(self, cause: str, attempt: int, retry_after: float | None) -> None:
         self._metrics.retries.labels(cause).inc()
@@ -160,10 +137,15 @@ class Sender:
         log.debug("retrying after %.2fs (%s, attempt %d)", delay, cause, attempt)
         await asyncio.sleep(delay)
 
-    async def _wait_for_auth(self, reason: str) -> None:
-        self._metrics.retries.labels("auth").inc()
-        self.auth.close(reason)
+    async def _wait_until_usable(self, refusal: Outcome) -> None:
+        """After a 401/403 or a 3xx: close the gate and wait `auth_retry_seconds` (a person has
+        to fix this; fast retries would only burn the budget); re-read the credentials after a
+        401/403, so a rotated Secret heals without a restart."""
+        self._metrics.retries.labels(refusal.verdict.value).inc()
+        self.gate.close(refusal.verdict, refusal.cause)
         await asyncio.sleep(self._config.auth_retry_seconds)
+        if refusal.verdict is not Verdict.AUTH:
+            return
         try:
             self._client.reload_credentials()
         except ConfigError as exc:

@@ -77,11 +77,53 @@ def test_413_splits() -> None:
     assert out == Outcome(Verdict.SPLIT, "too_large")
 
 
-@pytest.mark.parametrize("status", [404, 405, 409, 415, 422, 302, 100])
-def test_other_statuses_retry_so_nothing_is_lost(status: int) -> None:
-    out = classify(status, error_body("whatever", attribute="cohort_name"), None)
+@pytest.mark.parametrize(
+    "status",
+    [404, 405, 409, 415, 422, 499, 100, 101, 103, 199, 0, 99, 600, 601, 799, 999],
+)
+def test_other_4xx_1xx_and_statuses_outside_http_retry_so_nothing_is_lost(status: int) -> None:
+    out = classify(status, error_body("whatever", attribute="cohort_name"), "5")
     assert out.verdict is Verdict.RETRY
     assert out.cause == "server_error"
+
+
+@pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 305, 306, 307, 308, 350, 399])
+def test_every_3xx_is_a_redirect_naming_the_location(status: int) -> None:
+    out = classify(status, OK_BODY, "1", "https://example.com/landing")
+    assert out.verdict is Verdict.REDIRECT
+    assert out.cause == f"HTTP {status} to https://example.com/landing"
+    assert out.retry_after is None
+
+
+def test_a_redirect_without_location_says_so() -> None:
+    assert classify(302, b"", None).cause == "HTTP 302 to (no Location header)"
+
+
+def test_only_2xx_is_ever_accepted() -> None:
+    accepted = {s for s in range(0, 1000) if classify(s, OK_BODY, None).verdict is Verdict.ACCEPTED}
+    assert accepted == set(range(200, 300))
+
+
+# The table in classify.py's docstring, one representative of each row.
+TABLE = [
+    (200, Verdict.ACCEPTED, ""),
+    (302, Verdict.REDIRECT, "HTTP 302 to (no Location header)"),
+    (401, Verdict.AUTH, "HTTP 401: whatever"),
+    (403, Verdict.AUTH, "HTTP 403: whatever"),
+    (413, Verdict.SPLIT, "too_large"),
+    (429, Verdict.RETRY, "rate_limited"),
+    (408, Verdict.RETRY, "server_error"),
+    (503, Verdict.RETRY, "server_error"),
+    (404, Verdict.RETRY, "server_error"),
+    (101, Verdict.RETRY, "server_error"),
+    (600, Verdict.RETRY, "server_error"),
+]
+
+
+@pytest.mark.parametrize(("status", "verdict", "cause"), TABLE)
+def test_the_documented_table(status: int, verdict: Verdict, cause: str) -> None:
+    out = classify(status, error_body("whatever"), None)
+    assert (out.verdict, out.cause) == (verdict, cause)
 
 
 # --- 400 ---
@@ -191,10 +233,15 @@ def test_parse_retry_after_never_raises_and_is_never_negative(header: str) -> No
     assert value is None or (value >= 0 and not math.isnan(value))
 
 
-@given(st.integers(min_value=100, max_value=599), st.binary(max_size=200), st.text(max_size=10))
+@given(
+    st.integers(min_value=-1, max_value=1000),
+    st.binary(max_size=200),
+    st.text(max_size=10),
+    st.none() | st.text(max_size=20),
+)
 @settings(max_examples=300, deadline=None)
-def test_classify_is_total(status: int, body: bytes, header: str) -> None:
-    out = classify(status, body, header)
+def test_classify_is_total(status: int, body: bytes, header: str, location: str | None) -> None:
+    out = classify(status, body, header, location)
     assert isinstance(out.verdict, Verdict)
     assert isinstance(out.cause, str)
     if out.retry_after is not None:

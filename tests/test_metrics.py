@@ -1,15 +1,16 @@
 """streamer/metrics.py: the bulk age histogram (ages counted by Members.ages in Rust) exposes
-what prometheus_client's would."""
+what prometheus_client's would; every HTTP status maps to a declared status_class label."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from streamer._fastpath import Members
 from streamer.batch import CohortBuffer
-from streamer.metrics import AgeHistogram
+from streamer.metrics import STATUS_CLASSES, AgeHistogram, status_class
 from streamer.offsets import PendingRange
 
 BUCKETS = (0.05, 0.1, 1, 2.5, 60, 3600)
@@ -63,3 +64,30 @@ def test_same_buckets_count_and_sum_as_observing_one_by_one(bodies: list[list[in
     total = next(float(line.split()[1]) for line in mine if line.startswith("age_seconds_sum"))
     expected = next(float(line.split()[1]) for line in theirs if "_sum" in line)
     assert abs(total - expected) < 1e-6 * max(1.0, expected)
+
+
+@pytest.mark.parametrize(
+    ("status", "label"),
+    [
+        (200, "2xx"),
+        (204, "2xx"),
+        (301, "3xx"),
+        (304, "3xx"),
+        (399, "3xx"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "4xx"),
+        (413, "413"),
+        (429, "429"),
+        (500, "5xx"),
+        (599, "5xx"),
+        (101, "other"),
+        (99, "other"),
+        (600, "other"),
+        (999, "other"),
+    ],
+)
+def test_status_class_names_every_status_with_a_declared_label(status: int, label: str) -> None:
+    assert status_class(status) == label
+    assert label in STATUS_CLASSES
