@@ -5,10 +5,11 @@ Every status is handled on purpose, and nothing but a 2xx ever settles a change:
 | status                            | verdict             | why                                   |
 |-----------------------------------|---------------------|---------------------------------------|
 | 200-299                           | ACCEPTED            | the API's only acknowledgement        |
-| 300-399, any (304, 399 too)       | REDIRECT            | the endpoint is not the API: a config |
-|                                   |                     | fault (base_url / data_center). Never |
-|                                   |                     | followed (client.py); paused and      |
-|                                   |                     | retried slowly like 401/403           |
+| 300-399, any (304, 399 too)       | WRONG_ENDPOINT      | the URL does not reach the API: a     |
+| 404, 405, 421                     |                     | config fault (base_url / data_center).|
+|                                   |                     | Redirects are never followed          |
+|                                   |                     | (client.py); paused and retried slowly|
+|                                   |                     | like 401/403                          |
 | 401, 403                          | AUTH                | credentials refused: paused, retried  |
 |                                   |                     | slowly with credentials read afresh   |
 | 400 about the request as a whole  | REJECT_ALL          | all its members to the DLQ            |
@@ -16,7 +17,7 @@ Every status is handled on purpose, and nothing but a 2xx ever settles a change:
 | 413                               | SPLIT               | halve the body                        |
 | 429                               | RETRY rate_limited  | back off, honour Retry-After          |
 | 408, 500-599                      | RETRY server_error  | the server's fault: back off, retry   |
-| other 4xx (404, 405, 409, 422...) | RETRY server_error  | our bug or a proxy's: retrying may not|
+| other 4xx (409, 415, 422...)      | RETRY server_error  | our bug or a proxy's: retrying may not|
 |                                   |                     | help, but dropping would lose changes;|
 |                                   |                     | requests_total{status_class="4xx"}    |
 | 100-199                           | RETRY server_error  | not a final answer (aiohttp skips 100 |
@@ -39,6 +40,11 @@ REQUEST_LEVEL_ATTRIBUTES = frozenset(
 )
 
 
+# Cohort Sync documents none of these: they say the URL (a path under base_url, a proxy's
+# route, another service's host) is not the API, and only a person can change that
+NOT_THE_API = frozenset({404, 405, 421})
+
+
 class Verdict(enum.Enum):
     ACCEPTED = "accepted"
     RETRY = "retry"  # 429, 5xx, timeout, connection error: back off and send again
@@ -46,7 +52,7 @@ class Verdict(enum.Enum):
     BISECT = "bisect"  # 400 about some members: halve until the refused uids are isolated
     REJECT_ALL = "reject_all"  # 400 about the request as a whole: all members to the DLQ
     AUTH = "auth"  # 401/403: pause, wait, re-read credentials, try again
-    REDIRECT = "redirect"  # 3xx: pause, wait, try again (someone must fix the URL)
+    WRONG_ENDPOINT = "wrong_endpoint"  # 3xx, 404/405/421: pause, retry slowly (fix the URL)
 
 
 class Outcome(NamedTuple):
@@ -62,7 +68,10 @@ def classify(
     if 200 <= status < 300:
         return Outcome(Verdict.ACCEPTED, "")
     if 300 <= status < 400:
-        return Outcome(Verdict.REDIRECT, f"HTTP {status} to {location or '(no Location header)'}")
+        where = location or "(no Location header)"
+        return Outcome(Verdict.WRONG_ENDPOINT, f"HTTP {status} to {where}")
+    if status in NOT_THE_API:
+        return Outcome(Verdict.WRONG_ENDPOINT, f"HTTP {status}: no Cohort Sync API at this URL")
     if status == 429:
         return Outcome(Verdict.RETRY, "rate_limited", parse_retry_after(retry_after_header))
     if 500 <= status < 600 or status == 408:

@@ -26,7 +26,7 @@ STATUS_CLASSES = (
     "2xx", "3xx", "400", "401", "403", "413", "429", "4xx", "5xx", "other", "timeout", "error"
 )  # fmt: skip
 RETRY_CAUSES = (
-    "rate_limited", "server_error", "timeout", "connection", "auth", "redirect", "too_large"
+    "rate_limited", "server_error", "timeout", "connection", "auth", "wrong_endpoint", "too_large"
 )  # fmt: skip
 DLQ_REASONS = (
     "invalid_json",
@@ -169,9 +169,9 @@ class Metrics:
         self.auth_failing = Gauge(
             f"{p}_auth_failing", "1 while the API refuses our credentials (401/403)", registry=r
         )
-        self.endpoint_redirecting = Gauge(
-            f"{p}_endpoint_redirecting",
-            "1 while the Cohort Sync endpoint answers 3xx (moengage.base_url or data_center wrong)",
+        self.endpoint_misconfigured = Gauge(
+            f"{p}_endpoint_misconfigured",
+            "1 while the Cohort Sync URL answers 3xx/404/405/421 (base_url or data_center wrong)",
             registry=r,
         )
         self.up = Gauge(f"{p}_up", "1 while the main loop is alive", registry=r)

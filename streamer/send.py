@@ -89,7 +89,7 @@ class Sender:
             if verdict is Verdict.RETRY:
                 attempt += 1
                 await self._back_off(outcome.cause, attempt, outcome.retry_after)
-            elif verdict is Verdict.AUTH or verdict is Verdict.REDIRECT:
+            elif verdict is Verdict.AUTH or verdict is Verdict.WRONG_ENDPOINT:
                 await self._wait_until_usable(outcome)
             elif verdict is Verdict.REJECT_ALL or len(members) == 1:
                 reason = "event_too_large" if verdict is Verdict.SPLIT else "rejected_by_api"

@@ -25,7 +25,7 @@ RULE_TESTS = CHART / "rules" / "alerts_test.yaml"
 REQUIRED_ALERTS = {
     "CohortStreamerConsumerLagGrowing",  # consumer lag growing
     "CohortStreamerCredentialsFailing",  # credentials failing (auth_failing gauge)
-    "CohortStreamerEndpointRedirects",  # the endpoint redirects (endpoint_redirecting gauge)
+    "CohortStreamerEndpointMisconfigured",  # the endpoint redirects (endpoint_misconfigured gauge)
     "CohortStreamerDLQWrites",  # DLQ rate
     "CohortStreamerNoCommit",  # no commit for N minutes (last_commit_timestamp)
     "CohortStreamerRateLimited",  # sustained 429s
@@ -66,7 +66,8 @@ def test_the_alerts_cover_what_operators_page_on() -> None:
     assert set(rules) >= REQUIRED_ALERTS
     expressions = {name: rule["expr"] for name, rule in rules.items()}
     assert "cohort_streamer_auth_failing" in expressions["CohortStreamerCredentialsFailing"]
-    assert "cohort_streamer_endpoint_redirecting" in expressions["CohortStreamerEndpointRedirects"]
+    misconfigured = expressions["CohortStreamerEndpointMisconfigured"]
+    assert "cohort_streamer_endpoint_misconfigured" in misconfigured
     assert "cohort_streamer_last_commit_timestamp_seconds" in expressions["CohortStreamerNoCommit"]
     assert 'status_class="429"' in expressions["CohortStreamerRateLimited"]
     assert "cohort_streamer_dlq_writes_total" in expressions["CohortStreamerDLQWrites"]

@@ -90,7 +90,7 @@ def test_other_4xx_1xx_and_statuses_outside_http_retry_so_nothing_is_lost(status
 @pytest.mark.parametrize("status", [300, 301, 302, 303, 304, 305, 306, 307, 308, 350, 399])
 def test_every_3xx_is_a_redirect_naming_the_location(status: int) -> None:
     out = classify(status, OK_BODY, "1", "https://example.com/landing")
-    assert out.verdict is Verdict.REDIRECT
+    assert out.verdict is Verdict.WRONG_ENDPOINT
     assert out.cause == f"HTTP {status} to https://example.com/landing"
     assert out.retry_after is None
 
@@ -107,14 +107,18 @@ def test_only_2xx_is_ever_accepted() -> None:
 # The table in classify.py's docstring, one representative of each row.
 TABLE = [
     (200, Verdict.ACCEPTED, ""),
-    (302, Verdict.REDIRECT, "HTTP 302 to (no Location header)"),
+    (302, Verdict.WRONG_ENDPOINT, "HTTP 302 to (no Location header)"),
     (401, Verdict.AUTH, "HTTP 401: whatever"),
     (403, Verdict.AUTH, "HTTP 403: whatever"),
     (413, Verdict.SPLIT, "too_large"),
     (429, Verdict.RETRY, "rate_limited"),
     (408, Verdict.RETRY, "server_error"),
     (503, Verdict.RETRY, "server_error"),
-    (404, Verdict.RETRY, "server_error"),
+    (404, Verdict.WRONG_ENDPOINT, "HTTP 404: no Cohort Sync API at this URL"),
+    (405, Verdict.WRONG_ENDPOINT, "HTTP 405: no Cohort Sync API at this URL"),
+    (421, Verdict.WRONG_ENDPOINT, "HTTP 421: no Cohort Sync API at this URL"),
+    (409, Verdict.RETRY, "server_error"),
+    (415, Verdict.RETRY, "server_error"),
     (101, Verdict.RETRY, "server_error"),
     (600, Verdict.RETRY, "server_error"),
 ]

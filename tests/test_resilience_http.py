@@ -21,7 +21,7 @@ from tests.fixtures.hostile_api import Answer, Forward, MakeHostileApi, Received
 from tests.fixtures.streamer import StreamerRig, http_get, metric, wait_for
 
 RETRIES = "cohort_streamer_retries_total"
-REDIRECTING = "cohort_streamer_endpoint_redirecting"
+REDIRECTING = "cohort_streamer_endpoint_misconfigured"
 COHORT_SYNC_PATH = "/v1/integrations/cohortsync"
 # a page that answers 200 to anything: what a followed redirect used to count as accepted
 LANDING = Answer(200, {"Content-Type": "application/json"}, b'{"status": "success"}')
@@ -49,6 +49,10 @@ def _readyz(port: int) -> tuple[int, str]:
         (300, "same"),
         (304, "other"),
         (399, "same"),
+        # not a redirect, but as surely not the API (a path under base_url, a proxy's route)
+        (404, "none"),
+        (405, "none"),
+        (421, "none"),
     ],
 )
 def test_a_redirecting_api_pauses_without_commit_then_heals(
@@ -63,12 +67,13 @@ def test_a_redirecting_api_pauses_without_commit_then_heals(
     api = hostile_api(upstream=rig.emulator.url)
     elsewhere = hostile_api()
     elsewhere.answer(LANDING)
-    location = "/landing" if where == "same" else f"{elsewhere.url}/landing"
+    location = {"same": "/landing", "other": f"{elsewhere.url}/landing", "none": ""}[where]
+    headers = {"Location": location} if location else {}
 
     def redirect(request: Received) -> Answer:
         if request.path == "/landing":
             return LANDING
-        return Answer(status, {"Location": location, "Content-Type": "text/html"}, b"moved")
+        return Answer(status, {**headers, "Content-Type": "text/html"}, b"moved")
 
     api.answer(redirect)
     log = generate(events=600, cohorts=4, users=150, seed=131)
@@ -86,13 +91,15 @@ def test_a_redirecting_api_pauses_without_commit_then_heals(
 
     def not_ready_naming_the_location() -> bool:
         code, reason = _readyz(port)
-        return code == 503 and location in reason and "moengage.base_url" in reason
+        named = f"HTTP {status}" in reason and location in reason
+        return code == 503 and named and "moengage.base_url" in reason
 
     wait_for(not_ready_naming_the_location, 10, "/readyz to fail naming the Location")
     wait_for(lambda: metric(port, REDIRECTING) == 1, 10, "the redirecting gauge")
     wait_for(lambda: metric(port, "cohort_streamer_paused_partitions") == 6, 10, "pausing")
-    wait_for(lambda: metric(port, RETRIES, cause="redirect") >= 2, 10, "slow redirect retries")
-    assert metric(port, "cohort_streamer_requests_total", status_class="3xx") >= 2
+    wait_for(lambda: metric(port, RETRIES, cause="wrong_endpoint") >= 2, 10, "slow retries")
+    status_class = f"{status // 100}xx"
+    assert metric(port, "cohort_streamer_requests_total", status_class=status_class) >= 2
     posts = len(api.received)
     time.sleep(2.0)  # ten commit intervals, two retry periods
     assert rig.lag() == len(log.messages), "offsets were committed while the API redirected"
@@ -126,7 +133,7 @@ def test_credentials_in_a_location_never_reach_logs_or_readyz(
     port = proc.metrics_port
     assert port is not None
     wait_for(lambda: _readyz(port)[0] == 503, 20, "/readyz to fail")
-    wait_for(lambda: metric(port, RETRIES, cause="redirect") >= 1, 10, "a redirect retry")
+    wait_for(lambda: metric(port, RETRIES, cause="wrong_endpoint") >= 1, 10, "a redirect retry")
     reason = _readyz(port)[1]
     assert "elsewhere.example" in reason
     assert key not in reason and "\x1b" not in reason and len(reason) < 600
