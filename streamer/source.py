@@ -47,6 +47,11 @@ def consumer_settings(config: KafkaConfig) -> dict[str, Any]:
         # 4 MiB, not 8: the same catch-up throughput (~100k events/s on the benchmark) with
         # ~50 MB less peak RSS, as librdkafka's fetch buffers count toward the pod's memory
         "fetch.max.bytes": 4 * 1024 * 1024,
+        # a sanity bound, not a buffer: a response takes the memory of its own size. At
+        # librdkafka's default (100 MB) a record the broker accepted (up to its
+        # socket.request.max.bytes, 100 MiB by default) could never be fetched, and its
+        # partition would stop for good; so allow the most librdkafka can
+        "receive.message.max.bytes": 2_147_483_647,
         "session.timeout.ms": 30000,
         "max.poll.interval.ms": 300000,
     }
