@@ -24,19 +24,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer, TopicCollection
-from confluent_kafka.admin import AdminClient
-
-# typed where they are defined; confluent_kafka.admin re-exports them implicitly
-from confluent_kafka.admin._acl import AclOperation
-from confluent_kafka.admin._config import ConfigResource
-from confluent_kafka.admin._resource import ResourceType
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from streamer.dlq_record import MIN_LIMIT_BYTES, Origin, bounded, origin_of, record_size
+from streamer.dlq_topic import check_topic
 from streamer.metrics import Metrics
 from streamer.source import StartupError
 
-__all__ = ["DeadLetterWriter", "Done", "Origin", "describe", "origin_of"]
+__all__ = ["DeadLetterWriter", "Done", "Origin", "origin_of"]
 
 log = logging.getLogger(__name__)
 RDKAFKA_LOG = logging.getLogger("streamer.librdkafka")  # the same logger source.py uses
@@ -86,7 +81,7 @@ class _Letter:
     since: float
     size: int = 0  # of the record last produced
     attempts: int = 0
-    error: str | None = None  # the last failure, while it is not confirmed
+    failed: bool = False  # an attempt failed (it counts in _failing until confirmed)
     generation: int = 0  # of the producer it was last given to
 
 
@@ -119,6 +114,7 @@ class DeadLetterWriter:
         self.limit = int(str(config.get("message.max.bytes", PRODUCER_DEFAULT_LIMIT)))
         self._unconfirmed: dict[_Letter, None] = {}  # in write order: the first is the oldest
         self._failing = 0  # unconfirmed letters whose last attempt failed
+        self._stuck = False  # the oldest letter has waited over UNCONFIRMED_SECONDS
         self._last_error = ""
 
     async def start(self, timeout: float) -> None:
@@ -162,8 +158,7 @@ class DeadLetterWriter:
                 f"{self._failing} dead letter(s) failing to reach {self._topic} "
                 f"({self._last_error}); retrying"
             )
-        oldest = next(iter(self._unconfirmed), None)
-        waited = 0.0 if oldest is None else self._clock() - oldest.since
+        waited = self._oldest_wait()
         if waited > UNCONFIRMED_SECONDS:
             return f"dead letters to {self._topic} unconfirmed for {waited:.0f}s"
         return None
@@ -174,6 +169,18 @@ class DeadLetterWriter:
         for old in self._retired:
             old.poll(0)
         self._retired = [old for old in self._retired if len(old)]
+        stuck = self._oldest_wait() > UNCONFIRMED_SECONDS
+        if stuck and not self._stuck:  # librdkafka is silent meanwhile: say it once
+            log.warning(
+                "DLQ writes to %s unconfirmed for %.0fs (%d waiting): is the topic there, "
+                "with a leader?",
+                self._topic, self._oldest_wait(), self.pending,
+            )  # fmt: skip
+        self._stuck = stuck
+
+    def _oldest_wait(self) -> float:
+        oldest = next(iter(self._unconfirmed), None)
+        return 0.0 if oldest is None else self._clock() - oldest.since
 
     def _send(self, letter: _Letter) -> None:
         record = bounded(letter.origin, letter.reason, letter.detail, letter.limit)
@@ -196,7 +203,7 @@ class DeadLetterWriter:
             self._failed(letter, err)
             return
         del self._unconfirmed[letter]
-        if letter.error is not None:
+        if letter.failed:
             self._failing -= 1
             if not self._failing:
                 log.info("DLQ writes to %s succeed again", self._topic)
@@ -204,18 +211,17 @@ class DeadLetterWriter:
         letter.done()
 
     def _failed(self, letter: _Letter, problem: KafkaError | Exception) -> None:
-        cause, name = describe(problem)
+        cause, self._last_error = describe(problem)
         self._metrics.dlq_failures.labels(cause).inc()
-        self._last_error = name
         origin = letter.origin
-        if letter.error is None:
+        if not letter.failed:
+            letter.failed = True
             self._failing += 1
             if self._failing == 1:  # one line when failures start, not one per letter and try
                 log.warning(
                     "DLQ write to %s failed (%s), from %s[%d]@%d; retrying until it succeeds",
                     self._topic, problem, origin.topic, origin.partition, origin.offset,
                 )  # fmt: skip
-        letter.error = name
         if cause == "too_large":  # the topic's limit shrank since start: cut harder
             letter.limit = max(MIN_LIMIT_BYTES, min(letter.limit, letter.size) // 2)
         if cause == "fatal" and letter.generation == self._generation:
@@ -253,44 +259,3 @@ def describe(problem: KafkaError | BaseException) -> tuple[str, str]:
     if isinstance(problem, BufferError):
         return "queue_full", "local queue full"
     return "other", type(problem).__name__
-
-
-def check_topic(config: Mapping[str, Any], topic: str, timeout: float) -> int | None:
-    """At start: the DLQ topic exists and this client may write to it, or StartupError.
-
-    Returns the topic's max.message.bytes, or None when the broker does not tell us.
-    """
-    admin = AdminClient({**config, "enable.idempotence": False})  # an admin needs no producer id
-    try:
-        found = admin.describe_topics(
-            TopicCollection([topic]), include_authorized_operations=True, request_timeout=timeout
-        )[topic]
-        description = found.result(timeout=timeout + 5)
-    except TimeoutError:
-        raise StartupError(f"kafka.dlq_topic: no answer about {topic} in {timeout:g}s") from None
-    except KafkaException as exc:
-        err = exc.args[0]
-        if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            raise StartupError(f"kafka.dlq_topic: {topic} does not exist on the cluster") from None
-        raise StartupError(f"kafka.dlq_topic: cannot use {topic}: {err.str()}") from None
-    allowed = description.authorized_operations  # None: the broker does not say
-    if allowed is not None and not {AclOperation.WRITE, AclOperation.ALL} & set(allowed):
-        raise StartupError(
-            f"kafka.dlq_topic: this client may not write to {topic} (grant it WRITE on the topic)"
-        )
-    return _max_message_bytes(admin, topic, timeout)
-
-
-def _max_message_bytes(admin: Any, topic: str, timeout: float) -> int | None:
-    resource = ConfigResource(ResourceType.TOPIC, topic)
-    try:
-        entries = admin.describe_configs([resource], request_timeout=timeout)[resource]
-        return int(entries.result(timeout=timeout + 5)["max.message.bytes"].value)
-    except (KafkaException, TimeoutError, KeyError, ValueError) as exc:
-        log.warning(
-            "cannot read max.message.bytes of %s (%s): dead letters are cut to the producer's "
-            "limit, and further if the topic refuses them",
-            topic,
-            exc,
-        )
-        return None

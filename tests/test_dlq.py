@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AclOperation
 from prometheus_client import CollectorRegistry
 
-from streamer import dlq
+from streamer import dlq, dlq_topic
 from streamer.dlq import DeadLetterWriter, Origin
 from streamer.dlq_record import MIN_LIMIT_BYTES, record_size
 from streamer.metrics import DLQ_FAILURE_CAUSES, Metrics
@@ -203,17 +203,29 @@ async def test_readyz_reason_names_the_failure_while_letters_fail(kafka: FakeKaf
     assert writer.problem() is None
 
 
-async def test_readyz_reason_when_a_letter_waits_unconfirmed(kafka: FakeKafka) -> None:
+async def test_readyz_reason_when_a_letter_waits_unconfirmed(
+    kafka: FakeKafka, caplog: pytest.LogCaptureFixture
+) -> None:
     """librdkafka reports nothing for minutes about a deleted topic: the age tells."""
     clock = Clock()
     writer, _metrics = _writer(clock=clock)
+    [producer] = kafka.producers
 
     writer.write(_origin(), "invalid_json", "x", lambda: None)
+    waiting = producer.waiting
+    producer.waiting = []  # in librdkafka's hands, no report yet
     clock.now += dlq.UNCONFIRMED_SECONDS - 0.5
+    writer.poll()
     assert writer.problem() is None
     clock.now += 1.5
+    writer.poll()
+    writer.poll()
     problem = writer.problem()
     assert problem is not None and "unconfirmed for 6s" in problem and "dlq" in problem
+    assert [r.getMessage() for r in caplog.records if "unconfirmed" in r.getMessage()] == [
+        "DLQ writes to dlq unconfirmed for 6s (1 waiting): is the topic there, with a leader?"
+    ]
+    producer.waiting = waiting  # the report comes
     writer.poll()
     assert writer.pending == 0 and writer.problem() is None
 
@@ -324,7 +336,7 @@ def _future(answer: Any) -> Future[Any]:
 
 
 def _admin(monkeypatch: pytest.MonkeyPatch, topic: Any, limit: Any = 1_048_588) -> None:
-    monkeypatch.setattr(dlq, "AdminClient", lambda _config: FakeAdmin(topic, limit))
+    monkeypatch.setattr(dlq_topic, "AdminClient", lambda _config: FakeAdmin(topic, limit))
 
 
 def _described(*ops: AclOperation) -> SimpleNamespace:
