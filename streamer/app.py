@@ -83,6 +83,7 @@ class Streamer:
         try:
             await self.source.start()
             await self._check_dlq()
+            await self.source.subscribe()
             self.metrics.up.set(1)
             self.metrics.rate_limit.set(self.limiter.limit)
             background = [
@@ -101,7 +102,7 @@ class Streamer:
 
     async def _check_dlq(self) -> None:
         """A DLQ topic that is missing or not writable stops the start (exit 3), like a
-        missing source topic; the group just joined is left before the error is raised."""
+        missing source topic (the consumer, not subscribed yet, is closed first)."""
         try:
             await self.dlq.start(self.settings.kafka.startup_timeout_seconds)
         except StartupError:

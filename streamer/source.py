@@ -91,13 +91,17 @@ class KafkaSource:
         return await loop.run_in_executor(self._thread, fn)
 
     async def start(self) -> None:
-        """Create the consumer, check the broker and topics (with a timeout), subscribe."""
+        """Create the consumer, check the broker and topics (with a timeout)."""
         self._loop = asyncio.get_running_loop()
         settings = consumer_settings(self._config)
         settings["error_cb"] = self._on_error
         settings["logger"] = RDKAFKA_LOG
         self._consumer = await self._call(lambda: Consumer(settings))
         await self._call(self._check_topics)
+
+    async def subscribe(self) -> None:
+        """Join the group: only once every start-up check passed, so a process that cannot
+        start never makes the group rebalance."""
         await self._call(
             lambda: self._require().subscribe(
                 list(self._config.topics),
