@@ -81,6 +81,8 @@ class Streamer:
         await self.health.start()
         try:
             await self.source.start()
+            await self._check_dlq()
+            await self.source.subscribe()
             self.metrics.up.set(1)
             self.metrics.rate_limit.set(self.limiter.limit)
             background = [
@@ -96,6 +98,15 @@ class Streamer:
             self.metrics.up.set(0)
             await self.client.stop()
             await self.health.stop()
+
+    async def _check_dlq(self) -> None:
+        """A DLQ topic that is missing or not writable stops the start (exit 3), like a
+        missing source topic (the consumer, not subscribed yet, is closed first)."""
+        try:
+            await self.dlq.start(self.settings.kafka.startup_timeout_seconds)
+        except StartupError:
+            await self.source.close()
+            raise
 
     async def _consume_until(self, stop: asyncio.Event) -> None:
         batch = self.settings.kafka.consume_batch_size
@@ -231,6 +242,9 @@ class Streamer:
             return False, "Kafka brokers unreachable"
         if not self.source.assignment_received:
             return False, "waiting for a partition assignment"
+        dead_letters = self.dlq.problem()
+        if dead_letters is not None:
+            return False, dead_letters
         return True, f"{len(self.pipeline.tracker.assigned())} partition(s) assigned"
 
 

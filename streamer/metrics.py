@@ -1,7 +1,8 @@
 """Prometheus metrics: the names and labels here are the contract the dashboard and alerts use.
 
 Every label is bounded: action (add_members|remove_members), status class (2xx, 4xx, 5xx, 429,
-timeout, error), DLQ reason (the fixed set in decode.REASONS), retry cause, topic and partition.
+timeout, error), DLQ reason (the fixed set in decode.REASONS), DLQ write failure cause, retry
+cause, topic and partition.
 No uid, cohort or URL ever becomes a label.
 """
 
@@ -37,6 +38,17 @@ DLQ_REASONS = (
     "event_too_large",
     "rejected_by_api",
 )
+# why a dead-letter write failed (it is retried): librdkafka's error codes, grouped
+DLQ_FAILURE_CAUSES = (
+    "unknown_topic",
+    "too_large",
+    "authorization",
+    "timeout",
+    "unavailable",
+    "queue_full",
+    "fatal",
+    "other",
+)
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -61,7 +73,10 @@ class Metrics:
             f"{p}_dlq_writes", "Messages confirmed written to the DLQ", ["reason"], registry=r
         )
         self.dlq_failures = Counter(
-            f"{p}_dlq_write_failures", "DLQ writes the broker refused (retried)", registry=r
+            f"{p}_dlq_write_failures",
+            "Failed DLQ write attempts by cause (each is retried until it succeeds)",
+            ["cause"],
+            registry=r,
         )
         self.events_coalesced = Counter(
             f"{p}_events_coalesced", "Events superseded inside a buffer before sending", registry=r
@@ -191,6 +206,8 @@ class Metrics:
         for reason in DLQ_REASONS:
             self.invalid_events.labels(reason)
             self.dlq_writes.labels(reason)
+        for cause in DLQ_FAILURE_CAUSES:
+            self.dlq_failures.labels(cause)
         for kind in ("assign", "revoke", "lost"):
             self.rebalances.labels(kind)
 

@@ -58,6 +58,11 @@ def consumer_settings(config: KafkaConfig) -> dict[str, Any]:
         # 4 MiB, not 8: the same catch-up throughput (~100k events/s on the benchmark) with
         # ~50 MB less peak RSS, as librdkafka's fetch buffers count toward the pod's memory
         "fetch.max.bytes": 4 * 1024 * 1024,
+        # a sanity bound, not a buffer: a response takes the memory of its own size. At
+        # librdkafka's default (100 MB) a record the broker accepted (up to its
+        # socket.request.max.bytes, 100 MiB by default) could never be fetched, and its
+        # partition would stop for good; so allow the most librdkafka can
+        "receive.message.max.bytes": 2_147_483_647,
         "session.timeout.ms": 30000,
         "max.poll.interval.ms": 300000,
     }
@@ -149,13 +154,17 @@ class KafkaSource:
         return await loop.run_in_executor(self._thread, fn)
 
     async def start(self) -> None:
-        """Create the consumer, check the broker and topics (with a timeout), subscribe."""
+        """Create the consumer, check the broker and topics (with a timeout)."""
         self._loop = asyncio.get_running_loop()
         settings = dict(self._settings)
         settings["error_cb"] = self._on_error
         settings["logger"] = RDKAFKA_LOG
         self._consumer = await self._call(lambda: Consumer(settings))
         await self._call(self._check_topics)
+
+    async def subscribe(self) -> None:
+        """Join the group: only once every start-up check passed, so a process that cannot
+        start never makes the group rebalance."""
         await self._call(
             lambda: self._require().subscribe(
                 list(self._config.topics),
