@@ -50,6 +50,7 @@ async def started_source(bootstrap: str, topic: str, group: str) -> KafkaSource:
     )
     source = KafkaSource(config, NoRebalanceWork(), revoke_deadline_seconds=5)
     await source.start()
+    await source.subscribe()
     for _ in range(100):  # join the group: consume until the assignment arrives
         await source.consume(10, 0.2)
         if source.assignment_received:
