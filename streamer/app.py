@@ -200,7 +200,8 @@ class Streamer:
         m.buffered_events.set(p.buffered_events)
         m.catching_up.set(1 if p.backlogged else 0)
         m.buffered_bytes.set(p.buffered_bytes)
-        m.buffered_cohorts.set(sum(1 for c in p.cohorts.values() if c.open is not None))
+        m.buffered_cohorts.set(p.cohorts.buffered)
+        m.cohorts_tracked.set(len(p.cohorts))
         m.assigned_partitions.set(len(p.tracker.assigned()))
         m.rate_limit.set(self.limiter.limit)
 
