@@ -26,6 +26,7 @@ from streamer.client import CohortSyncClient
 from streamer.config import ConfigError, Credentials, Settings, load_credentials, load_settings
 from streamer.dlq import DeadLetterWriter
 from streamer.health import HealthServer
+from streamer.heap import Trimmer, held_bytes, malloc_trim
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.ratelimit import RateLimiter
@@ -72,6 +73,7 @@ class Streamer:
             self._alive,
             self._ready,
         )
+        self.heap = Trimmer(malloc_trim())
         self._paused: set[tuple[str, int]] = set()
         self._heartbeat = time.monotonic()
         self._last_lag = 0.0
@@ -105,14 +107,19 @@ class Streamer:
             messages = await self.source.consume(batch, 0.1)
             self._heartbeat = time.monotonic()
             if messages:
-                good = [m for m in messages if m.error() is None]
-                if len(good) < len(messages):
-                    _log_errors(messages)
-                # a message without error always has topic, partition and offset set
-                self.pipeline.ingest(cast(list[SourceMessage], good))
-                self.dlq.poll()
+                self._ingest(messages)
             await self._apply_backpressure()
             self.pipeline.backlogged = bool(self._paused) or await self._behind(len(messages))
+
+    def _ingest(self, messages: list[Message]) -> None:
+        """A consumed batch into the pipeline. (Its own function, so that no local variable
+        keeps the batch's Message objects alive while the loop waits for the next one.)"""
+        good = [m for m in messages if m.error() is None]
+        if len(good) < len(messages):
+            _log_errors(messages)
+        # a message without error always has topic, partition and offset set
+        self.pipeline.ingest(cast(list[SourceMessage], good))
+        self.dlq.poll()
 
     async def _behind(self, consumed: int) -> bool:
         """More than one consume batch waits in Kafka: the API budget, not the input, limits.
@@ -167,6 +174,7 @@ class Streamer:
             await asyncio.sleep(HOUSEKEEPING_TICK_SECONDS)
             self.dlq.poll()
             self._update_gauges()
+            self.heap.observe(held_bytes(self.pipeline.buffered_bytes, len(self.pipeline.cohorts)))
             now = time.monotonic()
             if now >= next_commit:
                 next_commit = now + interval
