@@ -112,8 +112,8 @@ async def drain_by(how: str, p: Pipeline, end: dict[TopicPartition, int]) -> Non
 DRAINS = {
     # how -> (batching settings, members per cohort, backlogged)
     "linger": ({"linger_ms": 0}, 1, False),
-    # while catching up only full bodies go (a 1,024-byte body holds ~70 of these members),
-    # then each remainder once it is held max_hold_ms
+    # while catching up only full bodies go (120 members are more than a 1,024-byte body
+    # holds), then each remainder once it is held max_hold_ms
     "full bodies": ({"max_hold_ms": 20}, 120, True),
     "shutdown": ({}, 1, False),
     "revoke": ({}, 1, False),
