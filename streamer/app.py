@@ -30,6 +30,7 @@ from streamer.config import ConfigError, Credentials, Settings, load_credentials
 from streamer.dlq import DeadLetterWriter
 from streamer.gate import ApiGate
 from streamer.health import HealthServer, listen
+from streamer.heap import Trimmer, held_bytes, malloc_trim
 from streamer.kafkacheck import check_kafka_clients
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
@@ -71,6 +72,7 @@ class Streamer:
         self.committer = Committer(self.source, tracker, self.metrics)
         self.backlog = BacklogWatch(self.source, tracker, settings.kafka.consume_batch_size)
         self.health = HealthServer(listeners, self.metrics.registry, self._alive, self._ready)
+        self.heap = Trimmer(malloc_trim())
         self._paused: set[tuple[str, int]] = set()
         self._heartbeat = time.monotonic()
         self._last_lag = 0.0
@@ -115,16 +117,22 @@ class Streamer:
             messages = await self.source.consume(batch, 0.1)
             self._heartbeat = time.monotonic()
             if messages:
-                good = [m for m in messages if m.error() is None]
-                if len(good) < len(messages):
-                    _log_errors(messages)
-                # a message without error always has topic, partition and offset set
-                self.pipeline.ingest(cast(list[SourceMessage], good))
-                self.dlq.poll()
+                self._ingest(messages)
             await self._apply_backpressure()
             self.pipeline.backlogged = bool(self._paused) or await self.backlog.behind(
                 len(messages)
             )
+
+    def _ingest(self, messages: list[Message]) -> None:
+        """A consumed batch into the pipeline. (Its own function, so that no local variable
+        keeps the batch's Message objects alive while the loop waits for the next one.)"""
+        good = [m for m in messages if m.error() is None]
+        if len(good) < len(messages):
+            _log_errors(messages)
+        # a message without error always has topic, partition and offset set
+        self.pipeline.ingest(cast(list[SourceMessage], good))
+        self.dlq.poll()
+
 
     async def _apply_backpressure(self) -> None:
         """Pause every assigned partition above a high-water mark; resume below the low one, or
@@ -163,6 +171,7 @@ class Streamer:
             await asyncio.sleep(HOUSEKEEPING_TICK_SECONDS)
             self.dlq.poll()
             self._update_gauges()
+            self.heap.observe(held_bytes(self.pipeline.buffered_bytes, len(self.pipeline.cohorts)))
             now = time.monotonic()
             if now >= next_commit:
                 next_commit = now + interval
@@ -181,7 +190,8 @@ class Streamer:
         m.buffered_events.set(p.buffered_events)
         m.catching_up.set(1 if p.backlogged else 0)
         m.buffered_bytes.set(p.buffered_bytes)
-        m.buffered_cohorts.set(sum(1 for c in p.cohorts.values() if c.open is not None))
+        m.buffered_cohorts.set(p.cohorts.buffered)
+        m.cohorts_tracked.set(len(p.cohorts))
         m.assigned_partitions.set(len(p.tracker.assigned()))
         m.rate_limit.set(self.limiter.limit)
 

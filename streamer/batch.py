@@ -129,14 +129,17 @@ class Timing(NamedTuple):
     linger: float
     max_hold: float
 
+    def wait(self, scarce: bool) -> float:
+        """How long a buffer waits before it is due whole."""
+        return self.max_hold if scarce else self.linger
+
 
 def due(cohort: Cohort, now: float, timing: Timing, max_bytes: int, scarce: bool) -> Pick | None:
     """Whether this cohort should be sent now, and how much of it."""
     buf = cohort.open
     if buf is None or cohort.busy:
         return None
-    waited = now - buf.opened_at
-    if cohort.forced or waited >= (timing.max_hold if scarce else timing.linger):
+    if cohort.forced or now - buf.opened_at >= timing.wait(scarce):
         return Pick(cohort, Take.EVERYTHING)
     if buf.has_full_body(max_bytes):
         return Pick(cohort, Take.FULL_BODIES)
@@ -172,13 +175,3 @@ def pick_largest(cohorts: Iterable[Cohort]) -> Pick | None:
 def _larger_action_bytes(cohort: Cohort) -> int:
     buf = cohort.open
     return max(buf.add_bytes, buf.remove_bytes) if buf is not None else 0
-
-
-def next_due_at(cohorts: Iterable[Cohort], now: float, linger_s: float) -> float | None:
-    """When the next idle cohort becomes due by linger (the dispatcher sleeps until then)."""
-    times = [
-        at
-        for c in cohorts
-        if c.open is not None and not c.busy and (at := c.open.opened_at + linger_s) > now
-    ]
-    return min(times) if times else None

@@ -135,6 +135,11 @@ class Metrics:
         self.buffered_cohorts = Gauge(
             f"{p}_buffered_cohorts", "Cohorts with a non-empty buffer", registry=r
         )
+        self.cohorts_tracked = Gauge(
+            f"{p}_cohorts_tracked",
+            "Cohorts held in memory: a non-empty buffer or a delivery in flight",
+            registry=r,
+        )
         self.paused_partitions = Gauge(
             f"{p}_paused_partitions", "Assigned partitions paused for backpressure", registry=r
         )

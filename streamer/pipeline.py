@@ -15,18 +15,8 @@ import time
 from collections.abc import Callable
 
 from streamer._fastpath import Members
-from streamer.batch import (
-    Cohort,
-    CohortBuffer,
-    Entry,
-    Pick,
-    SourceMessage,
-    Take,
-    Timing,
-    next_due_at,
-    pick_due,
-    pick_largest,
-)
+from streamer.batch import Cohort, Entry, Pick, SourceMessage, Take, Timing
+from streamer.cohorts import ActiveCohorts
 from streamer.config import Settings
 from streamer.decode import Decoder, Rejection
 from streamer.dlq import DeadLetterWriter, origin_of
@@ -53,7 +43,7 @@ class Pipeline:
     ) -> None:
         self.settings = settings
         self.tracker = OffsetTracker()
-        self.cohorts: dict[str, Cohort] = {}
+        self.cohorts = ActiveCohorts(settings.moengage.max_payload_bytes)
         self.sending: dict[Shipment, tuple[Cohort, asyncio.Task[None]]] = {}
         self.buffered_events = 0
         self.buffered_bytes = 0
@@ -66,8 +56,7 @@ class Pipeline:
         self._metrics = metrics
         self._clock = clock
         b = settings.batching
-        self._linger = b.linger_ms / 1000
-        self._timing = Timing(linger=self._linger, max_hold=b.max_hold_ms / 1000)
+        self._timing = Timing(linger=b.linger_ms / 1000, max_hold=b.max_hold_ms / 1000)
         self._full_bytes = settings.moengage.max_payload_bytes
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -87,7 +76,7 @@ class Pipeline:
         """
         ingest_run = self._decoder.fast_path.ingest_run
         one_topic = len(self.settings.kafka.topics) == 1  # runs end where partitions change
-        cohorts = self.cohorts
+        cohorts = self.cohorts.by_id
         now = self._clock()
         runs: list[PendingRange] = []
         rng = _NO_RUN
@@ -116,6 +105,7 @@ class Pipeline:
                 nbytes += run_bytes
                 coalesced += run_coalesced
                 released_bytes += run_released
+        self.cohorts.ingested()
         self.tracker.consumed(runs)
         for run in runs:
             self._metrics.events_consumed.labels(run.tp[0]).inc(run.count)
@@ -138,23 +128,13 @@ class Pipeline:
             self._dead_letter(msg, change, rng, size)
             return size, None
         add, cohort_id, name, description, uid, ts_ms = change
-        cohort = self.cohorts.get(cohort_id)
-        buf = cohort.open if cohort is not None else None
-        if buf is None:
-            buf = self._open_buffer(cohort_id, now)
+        buf = self.cohorts.buffer(cohort_id, now)
         buf.name = name
         if description is not None:
             buf.description = description
         if ts_ms is None:  # an event without its own time is timed from Kafka's
             ts_ms = msg.timestamp()[1]
         return size, buf.put(uid, (add, value, ts_ms, rng, msg.key(), offset, size))
-
-    def _open_buffer(self, cohort_id: str, now: float) -> CohortBuffer:
-        cohort = self.cohorts.get(cohort_id)
-        if cohort is None:
-            cohort = self.cohorts[cohort_id] = Cohort(cohort_id)
-        buf = cohort.open = CohortBuffer(cohort_id, now)
-        return buf
 
     def _dead_letter(
         self, msg: SourceMessage, rejection: Rejection, rng: PendingRange, size: int
@@ -199,25 +179,21 @@ class Pipeline:
 
     def stalled(self) -> bool:
         """Nothing in flight and no full body anywhere: memory held now is only remainders."""
-        if self.sending:
-            return False
-        full = self._full_bytes
-        buffers = [c.open for c in self.cohorts.values() if c.open is not None]
-        return not any(buf.has_full_body(full) for buf in buffers)
+        return not self.sending and not self.cohorts.any_full()
 
     def _pick(self, now: float) -> Pick | None:
-        cohorts = self.cohorts.values()
         if self.flush_everything:
-            return pick_due(cohorts, now, _AT_ONCE, self._full_bytes, scarce=False)
-        pick = pick_due(cohorts, now, self._timing, self._full_bytes, scarce=self.backlogged)
+            return self.cohorts.pick(now, _AT_ONCE, scarce=False)
+        pick = self.cohorts.pick(now, self._timing, scarce=self.backlogged)
         if pick is None and self.over_high_water and self.stalled():
             # above the high-water mark with only remainders held: waiting cannot fill a body,
             # so the fullest remainder goes (just enough to get under it and consume again)
-            pick = pick_largest(cohorts)
+            pick = self.cohorts.largest()
         return pick
 
     async def _sleep_until_next_due(self, now: float) -> None:
-        due_at = next_due_at(self.cohorts.values(), now, self._linger)
+        wait = 0.0 if self.flush_everything else self._timing.wait(self.backlogged)
+        due_at = self.cohorts.next_due_at(now, wait)
         timeout = IDLE_TICK_SECONDS if due_at is None else max(0.001, due_at - now)
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
@@ -229,15 +205,12 @@ class Pipeline:
         if buf is None:
             return
         shipment = seal(buf, self.settings.moengage.partner, self._full_bytes, pick.take)
-        if pick.take is Take.EVERYTHING:
-            cohort.forced = False
-        elif pick.take is Take.LARGER_ACTION:
+        if pick.take is Take.LARGER_ACTION:
             self._metrics.memory_flushes.inc(len(shipment.parcels))
-        if not len(buf):
-            cohort.open = None
-        if not shipment.parcels and not shipment.too_large:
+        in_flight = bool(shipment.parcels or shipment.too_large)
+        self.cohorts.taken(cohort, in_flight)
+        if not in_flight:
             return
-        cohort.busy = True
         task = asyncio.create_task(
             self._deliver(cohort, shipment), name=f"deliver-{cohort.cohort_id}"
         )
@@ -262,7 +235,7 @@ class Pipeline:
                     await asyncio.sleep(1)
         finally:
             self.sending.pop(shipment, None)
-            cohort.busy = False
+            self.cohorts.delivered(cohort)
             self._wake.set()
 
     def _settle(self, members: Members) -> None:
@@ -288,22 +261,16 @@ class Pipeline:
         Nothing new is consumed meanwhile (a revoke runs inside consume(); a shutdown has
         stopped consuming), so the cohorts to flush are found once.
         """
-        self._force(partitions)
+        self.cohorts.force(partitions)
         while self._clock() < deadline:
             if partitions is None:
-                if not self.sending and all(c.open is None for c in self.cohorts.values()):
+                if not self.sending and not self.cohorts.buffered:
                     return True
             elif not self.holds(partitions):
                 return True
             self._wake.set()
             await asyncio.sleep(0.02)
         return False
-
-    def _force(self, partitions: set[TopicPartition] | None) -> None:
-        for cohort in self.cohorts.values():
-            buf = cohort.open
-            if buf is not None and (partitions is None or buf.holds_any(partitions)):
-                cohort.forced = True
 
     async def _abandon(self, partitions: set[TopicPartition]) -> None:
         """Stop deliveries holding events of partitions about to be released.
@@ -320,31 +287,28 @@ class Pipeline:
         for _shipment, _cohort, task in stopped:
             task.cancel()
         await asyncio.gather(*(task for *_, task in stopped), return_exceptions=True)
-        for shipment, cohort, _task in stopped:
-            self._requeue(cohort, shipment, partitions)
+        for shipment, _cohort, _task in stopped:
+            self._requeue(shipment, partitions)
 
-    def _requeue(self, cohort: Cohort, shipment: Shipment, released: set[TopicPartition]) -> None:
+    def _requeue(self, shipment: Shipment, released: set[TopicPartition]) -> None:
         """Events of released partitions are dropped (redelivered to the new owner); one whose
         uid the buffer holds again is settled (the later event wins); the rest is held again."""
-        buf = cohort.open
-        if buf is None:
-            buf = cohort.open = CohortBuffer(cohort.cohort_id, self._clock())
+        cohort = self.cohorts.get(shipment.cohort_id)
+        held = cohort.open if cohort is not None else None
+        buf = self.cohorts.buffer(shipment.cohort_id, self._clock())
+        if held is None:  # a new buffer: the labels its events were sealed with
             buf.name, buf.description = shipment.name, shipment.description
         for members in shipment.unsettled():
             own, other = (buf.adds, buf.removes) if members.add else (buf.removes, buf.adds)
             self._forget(*members.requeue(own, other, released))
-        if not len(buf):
-            cohort.open = None
+        self.cohorts.changed(self.cohorts.by_id[shipment.cohort_id])
 
     def drop(self, partitions: set[TopicPartition]) -> None:
         """Forget buffered events of partitions we no longer own (redelivered to the new owner)."""
-        for cohort in self.cohorts.values():
-            buf = cohort.open
-            if buf is None:
-                continue
-            self._forget(*buf.drop_partitions(partitions))
-            if not len(buf):
-                cohort.open = None
+        for cohort in self.cohorts.buffers():
+            if cohort.open is not None:
+                self._forget(*cohort.open.drop_partitions(partitions))
+            self.cohorts.changed(cohort)
 
     # --- RebalanceHandler ---
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
-
 from streamer._fastpath import MEMBER_OVERHEAD
 from streamer.batch import (
     Cohort,
@@ -16,7 +14,6 @@ from streamer.batch import (
     Take,
     Timing,
     due,
-    next_due_at,
     pick_due,
     pick_largest,
 )
@@ -311,12 +308,3 @@ def test_pick_largest_is_the_idle_cohort_whose_larger_action_holds_most() -> Non
     Feed().batch(split.open, [(f"s-{i}", i % 2 == 0, P0) for i in range(30)])
     assert pick_largest([*cohorts, split]) == Pick(cohorts[2], Take.LARGER_ACTION)
     assert pick_largest([cohort("none", None)]) is None
-
-
-def test_next_due_at_is_the_next_linger_expiry_still_ahead() -> None:
-    assert next_due_at([], 0.0, 1.0) is None
-    assert next_due_at([cohort("a", None), cohort("b", 0.0, busy=True)], 0.0, 1.0) is None
-    cohorts = [cohort("a", 7.0), cohort("b", 3.0, busy=True), cohort("c", 4.5), cohort("d", None)]
-    assert next_due_at(cohorts, 0.0, 1.5) == pytest.approx(6.0)
-    # an expiry already past is no reason to wake (while scarce it is not due anyway)
-    assert next_due_at(cohorts, 6.5, 1.5) == pytest.approx(8.5)

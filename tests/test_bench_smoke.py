@@ -51,6 +51,14 @@ def test_bench_smoke_run_produces_a_sane_report(kafka_bootstrap: str, tmp_path: 
         assert "429" not in lat["by_status"]
         assert lat["exit_code"] == 0
 
+    scaling = results["cohort_scaling"]
+    assert [r["cohorts"] for r in [scaling["reference"], *scaling["runs"]]] == [1, 20, 200]
+    for r in [scaling["reference"], *scaling["runs"]]:
+        assert r["final_state_ok"] and r["exit_code"] == 0
+        assert r["cohorts_tracked_after_drain"] == 0  # drained: nothing held
+        assert r["requests"] == 2 * r["cohorts"] and r["cpu_s_per_cohort"] > 0
+        assert 0 < r["rss_after_drain_mb"] <= r["peak_rss_mb"] + 50
+
     assert {row["what"] for row in results["checks"]} >= {
         "catch-up CPU, streamer process",
         "consume-only floor (librdkafka + Message objects)",

@@ -231,7 +231,7 @@ def state(p: Pipeline, dlq: RecordingDlq) -> dict[str, Any]:
             b.name, b.description, entries(b.adds.entries()), entries(b.removes.entries()),
             b.add_bytes, b.remove_bytes, list(b.adds.entries()), list(b.removes.entries()),
         )
-        for cid, c in p.cohorts.items()
+        for cid, c in p.cohorts.by_id.items()
     }  # fmt: skip
     ranges = {
         tp: [(r.first, r.last, r.count, r.pending) for r in part.ranges]
@@ -304,8 +304,7 @@ def run(
         shipment = seal(cohort.open, "partner", 40, take)  # 40 bytes: a body holds few members
         for parcel in shipment.parcels:
             p._settle(parcel.members)
-        if not len(cohort.open):
-            cohort.open = None
+        p.cohorts.changed(cohort)  # an emptied buffer closes
     return state(p, dlq)
 
 

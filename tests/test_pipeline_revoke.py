@@ -81,7 +81,7 @@ async def test_revoke_past_its_deadline_cancels_the_delivery_and_requeues_what_s
         points = await p.revoking([P0])
         assert sender.cancelled == 1
         assert not p.sending
-        cohort = p.cohorts["c"]
+        cohort = p.cohorts.by_id["c"]
         assert cohort.open is not None and not cohort.busy
         assert {uid: e[0] for uid, e in cohort.open.entries.items()} == {"x": True, "y": False}
         assert (cohort.open.name, cohort.open.description) == ("Cohort C", "d")  # not the id
@@ -105,7 +105,7 @@ async def test_a_requeued_event_yields_to_a_later_one_of_the_same_uid() -> None:
         await asyncio.wait_for(sender.started.wait(), 5)
         p.ingest([event(1, 1, "x", "exit")])  # arrives while the add of x is in flight
         await p.revoking([P0])
-        cohort = p.cohorts["c"]
+        cohort = p.cohorts.by_id["c"]
         assert cohort.open is not None
         held = cohort.open.entries["x"]
         assert (held[0], held[5]) == (False, 1)  # the later exit wins over the requeued enter

@@ -59,7 +59,7 @@ def measure(log: list[Message]) -> tuple[float, float]:
     for i in range(0, len(log), BATCH):
         p.ingest(log[i : i + BATCH])
     ingested = time.process_time()
-    for cohort in p.cohorts.values():
+    for cohort in p.cohorts.buffers():
         if cohort.open is None:
             continue
         shipment = seal(cohort.open, "cohort-streamer", 128_000, Take.EVERYTHING)

@@ -4,7 +4,9 @@
 2 baseline   the afternoon script on a slice of the same log, in its own process
 3 budget     a backlog under the real 300/min budget: requests against the lower bound, fill, 429s
 4 latency    live load at a light and at a budget-limited cohort count: event ts -> API applied
-Peak RSS of the streamer is sampled in 1 and 3.
+5 cohort scaling  one event per distinct cohort (1,000 / 10,000 / 50,000), API unlimited: CPU-s
+             per cohort, and RSS and idle CPU once drained against a 1-cohort run
+Peak RSS of the streamer is sampled in 1, 3 and 5.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Sizes:
     latency_rate: float = 200.0
     latency_seconds: float = 60.0
     latency_cohorts: tuple[int, ...] = (2, 10)
+    scaling_cohorts: tuple[int, ...] = (1_000, 10_000, 50_000)
     linger_ms: int = 1000
     timeout_s: float = 1800.0
 
@@ -61,6 +64,7 @@ class Sizes:
             budget_window_s=2.0,
             latency_rate=100.0,
             latency_seconds=3.0,
+            scaling_cohorts=(20, 200),
             timeout_s=120.0,
         )
 
@@ -435,3 +439,108 @@ def _histogram_quantile(streamer: rig.Streamer, q: float) -> float | None:
         return None
     total = buckets[-1][1]
     return next(le for le, count in buckets if count >= q * total)
+
+
+IDLE_SECONDS = 5.0  # after a drain: how long idle CPU is measured before RSS is read
+BUFFERED_COHORTS = "cohort_streamer_buffered_cohorts"
+
+
+def cohort_scaling(ctx: Context) -> dict[str, Any]:
+    """One event per distinct cohort id at each size, and one event to one cohort as the
+    reference: the streamer's cost must follow the cohorts with work, and a drained streamer
+    must hold no more than one that only ever saw one cohort."""
+    reference = _scaling_run(ctx, 1)
+    runs = [_scaling_run(ctx, n) for n in ctx.sizes.scaling_cohorts]
+    per_cohort = [r["cpu_s_per_cohort"] for r in runs]
+    rss_after = max(r["rss_after_drain_mb"] for r in runs)
+    return {
+        "reference": reference,
+        "runs": runs,
+        "cpu_per_cohort_max_over_min": max(per_cohort) / min(per_cohort),
+        "rss_after_drain_above_reference_mb": rss_after - reference["rss_after_drain_mb"],
+        "final_state_ok": all(r["final_state_ok"] for r in [reference, *runs]),
+    }
+
+
+def _scaling_run(ctx: Context, cohorts: int) -> dict[str, Any]:
+    """Two waves of `cohorts` new cohorts into one streamer: the first is measured; after the
+    second, RSS shows whether what the first left is reused (allocator) or added to (a leak)."""
+    s = ctx.sizes
+    topic = ctx.broker.topic(f"scaling{cohorts}", s.partitions)
+    expected = _wave(ctx, topic, range(cohorts))
+    emulator = rig.Emulator(
+        ctx.workdir / f"emulator-scaling{cohorts}.log", rig.UNLIMITED_PER_MINUTE
+    )
+    group = _group()
+    streamer: rig.Streamer | None = None
+    try:
+        # the limiter remembers each request for one window: memory that follows the budget
+        # (unlimited here), not the cohorts; a 1 s window keeps it out of the RSS after drain
+        moengage = {"rate_limit_per_minute": rig.UNLIMITED_PER_MINUTE, "rate_window_seconds": 1}
+        name = f"scaling{cohorts}"
+        streamer = _start_streamer(ctx, name, topic, emulator, group, moengage=moengage)
+        probe = rig.CommitProbe(ctx.broker.bootstrap, group, topic)
+        observer = rig.Observer(streamer, probe).start()
+        t0, cpu0 = _wait_first_fetch(streamer, 120)
+        t1, cpu1, _ = _drain(streamer, probe, cohorts, s.timeout_s)
+        observer.stop()
+        after = _after_drain(streamer, observer)
+        expected |= _wave(ctx, topic, range(cohorts, 2 * cohorts))
+        _drain(streamer, probe, 2 * cohorts, s.timeout_s)
+        second = _after_drain(streamer, observer)
+        stats = emulator.stats()
+        state_ok = _state_ok(emulator, expected)
+        exit_code = streamer.terminate()
+        probe.close()
+    finally:
+        if streamer is not None:
+            streamer.close()
+        emulator.stop()
+    cpu = cpu1 - cpu0
+    return {
+        "cohorts": cohorts,
+        "seconds": t1 - t0,
+        "cpu_seconds": cpu,
+        "cpu_s_per_cohort": cpu / cohorts,
+        "requests": stats["requests_total"],  # both waves
+        "by_status": stats["by_status"],
+        "peak_rss_mb": observer.peak_rss_mb,
+        **after,
+        "rss_after_second_drain_mb": second["rss_after_drain_mb"],
+        "final_state_ok": state_ok,
+        "exit_code": exit_code,
+    }
+
+
+def _wave(ctx: Context, topic: str, ids: range) -> dict[str, str]:
+    """One enter per new cohort; returns cohort -> its member."""
+    wave = {f"cohort-{i:06d}": f"user-{i:06d}" for i in ids}
+    produce(ctx.broker.bootstrap, topic, ((u.encode(), _enter(c, u)) for c, u in wave.items()))
+    return wave
+
+
+def _enter(cohort: str, uid: str) -> bytes:
+    return b'{"action":"enter","cohort_id":"%s","uid":"%s"}' % (cohort.encode(), uid.encode())
+
+
+def _after_drain(streamer: rig.Streamer, observer: rig.Observer) -> dict[str, Any]:
+    """Once every buffer is empty: idle CPU over IDLE_SECONDS, then RSS and cohorts tracked."""
+    rig.wait_until(lambda: streamer.metric(BUFFERED_COHORTS) == 0, 60, "empty buffers", 0.1)
+    started, cpu = time.monotonic(), streamer.cpu_seconds()
+    time.sleep(IDLE_SECONDS)
+    idle = (streamer.cpu_seconds() - cpu) / (time.monotonic() - started)
+    return {
+        "idle_cpu_s_per_s_after_drain": idle,
+        "rss_after_drain_mb": observer.sample().rss_mb,
+        "cohorts_tracked_after_drain": streamer.gauge("cohort_streamer_cohorts_tracked"),
+    }
+
+
+def _state_ok(emulator: rig.Emulator, expected: dict[str, str]) -> bool:
+    """Every cohort holds one member; a spread sample of them holds exactly its own."""
+    cohorts = emulator.get("/_emulator/cohorts")["cohorts"]
+    if {c: d["member_count"] for c, d in cohorts.items()} != dict.fromkeys(expected, 1):
+        return False
+    ids = sorted(expected)
+    sample = ids[:: max(1, len(ids) // 50)]
+    return all(emulator.members(c) == {expected[c]} for c in sample)

@@ -44,6 +44,14 @@ CHECKS: tuple[Check, ...] = (
     ("peak RSS (catch-up, budget)", "<= 300 MB",
      lambda r: max(r["catchup"]["peak_rss_mb"], r["budget"]["peak_rss_mb"]),
      lambda v: v <= 300, "{:.0f} MB"),
+    ("CPU per cohort across cohort counts (max / min)", "<= 1.5x",
+     lambda r: r["cohort_scaling"]["cpu_per_cohort_max_over_min"], lambda v: v <= 1.5,
+     "{:.2f}x"),
+    ("RSS after draining distinct cohorts, above a 1-cohort run", "<= 20 MB",
+     lambda r: r["cohort_scaling"]["rss_after_drain_above_reference_mb"], lambda v: v <= 20,
+     "{:+.1f} MB"),
+    ("cohort scaling final state = expected", "yes",
+     lambda r: r["cohort_scaling"]["final_state_ok"], bool, "{}"),
 )  # fmt: skip
 
 
@@ -77,6 +85,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"machine; load average at start {_load(env['load_average_start'])}, at end "
         f"{_load(env['load_average_end'])}. CPU seconds are the stable figure on this shared "
         "machine; wall-clock rates move with the load.",
+        *_carried(env),
         "",
         "| measure | target | measured | met |",
         "|---|---|---|---|",
@@ -86,6 +95,14 @@ def markdown(r: dict[str, Any]) -> str:
                      f"{'yes' if row['met'] else '**no**'} |")  # fmt: skip
     lines += ["", *_details(r), ""]
     return "\n".join(lines)
+
+
+def _carried(env: dict[str, Any]) -> list[str]:
+    old = env.get("carried_over")
+    if not old:
+        return []
+    return ["", f"Only some phases ran; {', '.join(old['phases'])} are from the earlier run "
+                f"`{old['command']}` on {old['started']}."]  # fmt: skip
 
 
 def _load(avg: list[float]) -> str:
@@ -149,7 +166,34 @@ def _details(r: dict[str, Any]) -> list[str]:
             f"histogram puts p99 at <= {lat['streamer_histogram_p99_bucket_s']} s.",
             "",
         ]
+    if "cohort_scaling" in r:
+        out += _scaling(r["cohort_scaling"])
     return out
+
+
+def _scaling(c: dict[str, Any]) -> list[str]:
+    ref = c["reference"]
+    lines = [
+        "## Cohort scaling (one event per distinct cohort, API unlimited)",
+        "Per size one streamer: a first wave of distinct cohorts from first fetch to all "
+        "committed, then 5 s idle (idle CPU), RSS, the cohorts it still tracks; then a second "
+        "wave of as many new cohorts, and RSS again (reused memory stays flat, a leak adds).",
+        "",
+        "| cohorts | first fetch to committed | CPU-s | CPU-ms per cohort | peak RSS | "
+        "RSS after drain | idle CPU after drain | cohorts tracked after | RSS after a 2nd wave |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in [ref, *c["runs"]]:
+        tracked = run["cohorts_tracked_after_drain"]
+        lines.append(
+            f"| {run['cohorts']:,} | {run['seconds']:.1f} s | {run['cpu_seconds']:.2f} | "
+            f"{run['cpu_s_per_cohort'] * 1000:.3f} | "
+            f"{run['peak_rss_mb']:.0f} MB | {run['rss_after_drain_mb']:.0f} MB | "
+            f"{run['idle_cpu_s_per_s_after_drain'] * 100:.1f}% | "
+            f"{'n/a' if tracked is None else f'{tracked:.0f}'} | "
+            f"{run['rss_after_second_drain_mb']:.0f} MB |"
+        )
+    return [*lines, ""]
 
 
 def _pct(x: float | None) -> str:

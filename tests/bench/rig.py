@@ -179,6 +179,16 @@ class Streamer:
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
+    def gauge(self, name: str) -> float | None:
+        """One unlabelled series on /metrics, or None if the streamer does not export it."""
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
     def consumed(self) -> float:
         return self.metric("cohort_streamer_events_consumed_total")
 

@@ -3,15 +3,18 @@
     python -m tests.bench.run                         # the full run of issue 7 (many minutes)
     python -m tests.bench.run --smoke --out /tmp/b    # seconds; what tests/test_bench_smoke.py runs
     python -m tests.bench.run --phases catchup --catchup-events 500000 --profile /tmp/p.json
+    python -m tests.bench.run --phases cohort_scaling --scaling-cohorts 1000,10000
 
 Without --bootstrap a throwaway local Kafka is started (throughput JVM settings) and stopped.
-Any size can be overridden (see --help); --phases picks a subset.
+Any size can be overridden (see --help); --phases picks a subset. A subset run keeps the other
+phases' figures of the previous run in latest.* (the environment says which run they are from).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import shlex
 import sys
@@ -25,7 +28,8 @@ import yaml
 from tests.bench import phases, report, rig
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("catchup", "baseline", "budget", "latency")
+PHASES = ("catchup", "baseline", "budget", "latency", "cohort_scaling")
+COUNTS = ("latency_cohorts", "scaling_cohorts")  # sizes given as comma-separated lists
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -49,8 +53,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     for f in dataclasses.fields(phases.Sizes):
         flag = "--" + f.name.replace("_", "-")
-        if f.name == "latency_cohorts":
-            parser.add_argument(flag, help="comma-separated cohort counts, e.g. 2,10")
+        if f.name in COUNTS:
+            parser.add_argument(flag, help=f"comma-separated cohort counts, default {f.default}")
         else:
             kind = float if f.type in ("float", float) else int
             parser.add_argument(flag, type=kind, help=f"default {f.default}")
@@ -64,7 +68,7 @@ def sizes_from(args: argparse.Namespace) -> phases.Sizes:
         value = getattr(args, f.name)
         if value is None:
             continue
-        if f.name == "latency_cohorts":
+        if f.name in COUNTS:
             value = tuple(int(x) for x in value.split(","))
         changes[f.name] = value
     return dataclasses.replace(sizes, **changes)
@@ -100,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         finally:
             broker.stop()
         results["environment"]["load_average_end"] = list(rig.load_average())
+        _carry_over(results, args.out)
         report.write(results, args.out)
     print((args.out / "latest.md").read_text())
     return results
@@ -149,6 +154,30 @@ def _run(ctx: phases.Context, chosen: list[str], results: dict[str, Any]) -> Non
         for cohorts in ctx.sizes.latency_cohorts:
             _say(f"latency, {cohorts} cohorts")
             results["latency"].append(phases.latency(ctx, cohorts))
+    if "cohort_scaling" in chosen:
+        _say(f"cohort scaling, {ctx.sizes.scaling_cohorts} distinct cohorts")
+        results["cohort_scaling"] = phases.cohort_scaling(ctx)
+
+
+def _carry_over(results: dict[str, Any], out: Path) -> None:
+    """The phases not run now keep their figures from the previous latest.json in `out`."""
+    previous = out / "latest.json"
+    if not previous.exists():
+        return
+    old = json.loads(previous.read_text())
+    kept = [k for k in old if k not in results and k not in ("environment", "checks")]
+    if "ratios" in kept and ("catchup" in results or "baseline" in results):
+        kept.remove("ratios")  # a ratio of two runs' figures would mean nothing
+    for key in kept:
+        results[key] = old[key]
+    if kept:
+        env = old["environment"]
+        results["environment"]["carried_over"] = {
+            "phases": kept,
+            "command": env["command"],
+            "started": env["started"],
+            **({"from": env["carried_over"]} if "carried_over" in env else {}),
+        }
 
 
 def _say(what: str) -> None:
