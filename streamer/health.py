@@ -94,8 +94,8 @@ class HealthServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", lambda _r: _answer(self._alive()))
-        app.router.add_get("/readyz", lambda _r: _answer(self._ready()))
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         for sock in self._sockets:
@@ -105,6 +105,12 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        return await _answer(self._alive())
+
+    async def _readyz(self, _request: web.Request) -> web.Response:
+        return await _answer(self._ready())
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         body = generate_latest(self._registry)
