@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import admin, cohortsync, segments
+from . import admin, cohortsync, filter_segments, segments
 from .config import EmulatorConfig
 from .context import CONTEXT, EmulatorContext
 
@@ -19,6 +19,8 @@ def create_app(config: EmulatorConfig) -> web.Application:
             web.post(cohortsync.PATH, cohortsync.handle),
             web.get("/v3/custom-segments", segments.list_segments),
             web.get("/v3/custom-segments/{segment_id}", segments.get_segment),
+            web.post("/v3/custom-segments", filter_segments.create),
+            web.patch("/v3/custom-segments/{segment_id}", filter_segments.update),
             web.patch("/v2/custom-segments/archive", segments.archive),
             web.patch("/v2/custom-segments/unarchive", segments.unarchive),
             *admin.routes(),
