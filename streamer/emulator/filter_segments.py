@@ -25,7 +25,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import filters, quotas, v3gate
+from streamer import segment_limits as quotas
+
+from . import filters, v3gate
 from .context import CONTEXT, EmulatorContext
 from .errors import ApiError, new_request_id
 from .filters import INVALID_HINT

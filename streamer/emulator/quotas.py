@@ -1,4 +1,4 @@
-"""Per-operation request quotas of the v2/v3 Segments APIs (§3.2, §5.4-§5.6).
+"""Per-operation request quotas of the v2/v3 Segments APIs (limits: streamer/segment_limits.py).
 
 Each operation has its own windows (e.g. v3 create: 50 a minute, 200 an hour, 1,000 a day);
 a request is admitted when every window has room, and only admitted requests are counted, so
@@ -8,25 +8,10 @@ a client that backs off after a 429 is not punished for the refused attempts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+
+from streamer.segment_limits import Quota
 
 from .ratelimit import SlidingWindow
-
-MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
-
-
-class Quota(NamedTuple):
-    limit: int
-    seconds: float
-
-
-# §5.4/§5.5: list and create; §5.6: get by id. Update's rate is not documented (§8.13): it
-# gets create's. The v2 file operations share one budget (§3.2, replace included: §8.6).
-V3_LIST = (Quota(50, MINUTE), Quota(200, HOUR), Quota(1000, DAY))
-V3_CREATE = V3_LIST
-V3_UPDATE = V3_LIST
-V3_GET = (Quota(100, MINUTE), Quota(1000, HOUR), Quota(4000, DAY))
-FILE_OPS = (Quota(10, HOUR), Quota(100, DAY))
 
 
 class Quotas:

@@ -21,7 +21,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import auth, quotas, v3gate
+from streamer import segment_limits as quotas
+
+from . import auth, v3gate
 from .context import CONTEXT, EmulatorContext
 from .errors import ApiError, new_request_id
 from .responses import json_response, v2_error, v3_error

@@ -10,10 +10,12 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from streamer.segment_limits import Quota
+
 from . import auth
 from .context import EmulatorContext
 from .errors import ApiError
-from .quotas import Quota, describe
+from .quotas import describe
 
 
 def admit(
