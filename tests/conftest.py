@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.streamer",
     "tests.fixtures.hostile_api",
     "tests.fixtures.segments_cli",
+    "tests.fixtures.files",
 ]

@@ -7,6 +7,8 @@ decision and the state change it depends on.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from .config import EmulatorConfig, Knobs
@@ -30,6 +32,7 @@ class EmulatorContext:
         )
         self.stats = Stats(config.knobs.rate_window_seconds)
         self.quotas = Quotas()
+        self.jobs: set[asyncio.Task[None]] = set()  # file jobs still running (file_jobs.py)
 
     def set_knobs(self, knobs: Knobs) -> None:
         """Swap in new knobs; a new seed restarts the fault sequence from its beginning."""

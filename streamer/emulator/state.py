@@ -93,10 +93,13 @@ class SegmentStore:
     def __init__(self) -> None:
         self._by_cohort: dict[str, Segment] = {}
         self._by_id: dict[str, Segment] = {}
+        # names of file segments: Cohort Sync may not use them (checked on every request)
+        self.file_names: set[str] = set()
 
     def clear(self) -> None:
         self._by_cohort.clear()
         self._by_id.clear()
+        self.file_names.clear()
 
     def apply(self, request: CohortRequest) -> int:
         """Apply an accepted request; returns how many memberships actually changed."""
@@ -132,6 +135,8 @@ class SegmentStore:
     def add(self, segment: Segment) -> None:
         """A segment created by the v3 or v2 API (Cohort Sync creates its own)."""
         self._by_id[segment.id] = segment
+        if segment.type == FILE_TYPE:
+            self.file_names.add(segment.name)
 
     def active_count(self) -> int:
         """Active segments of every type, for the 1,000 cap (§1.3)."""
