@@ -313,6 +313,11 @@ def test_active_segments_cap_counts_every_type_and_archiving_frees_a_slot(
     hdrs = {k: v for k, v in auth_headers().items() if k != "MOE-APPKEY"}
     emulator.request("PATCH", "/v2/custom-segments/archive", b'{"name": "Synced"}', hdrs)
     assert create(emulator, "after archive", group(attribute(value=["z"])))[0] == 201
+    # the slot is taken again: unarchiving would exceed the cap
+    status, _, doc = emulator.request(
+        "PATCH", "/v2/custom-segments/unarchive", b'{"name": "Synced"}', hdrs
+    )
+    assert (status, doc["title"]) == (429, "Too Many Requests")
 
 
 @pytest.mark.parametrize(

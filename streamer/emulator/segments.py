@@ -12,6 +12,8 @@ Choices where the reference is silent:
   segments share the name, the oldest one whose state would change is chosen. Archiving an
   archived segment, or unarchiving an active one, answers 400 "Invalid Request". A body that is
   not JSON (or not application/json) is 400 / 415 in the `{"title","description"}` envelope.
+  Unarchiving when the active segments cap is reached is refused with 429, as a create is
+  (§1.3: the cap counts active segments of every type; archiving frees a slot).
 """
 
 from __future__ import annotations
@@ -83,6 +85,10 @@ async def _set_archived(request: web.Request, archived: bool) -> web.Response:
     segment = _find(context, *target, archived=archived)
     if isinstance(segment, ApiError):
         return v2_error(segment)
+    limit = knobs.active_segments_limit
+    if not archived and segment.archived and context.store.active_count() >= limit:
+        message = f"Total active segments limit breached: {limit}. Request rejected!"
+        return v2_error(ApiError(429, "Too Many Requests", message))
     return _flip(segment, archived)
 
 
