@@ -130,20 +130,34 @@ def test_files_breaking_the_csv_rules_fail_with_400_and_change_nothing(
     assert members(emulator, doc["cs_id"]) == {"keep"}
 
 
-@pytest.mark.parametrize(("size", "ok"), [(999, True), (1000, False), (5000, False)])
+@pytest.mark.parametrize(
+    ("limit", "size", "ok"),
+    [(1000, 999, True), (1000, 1000, False), (1000, 5000, False),
+     (3_000_000, 2_999_999, True), (3_000_000, 3_000_000, False)],
+)  # fmt: skip
+@pytest.mark.parametrize("sized", [True, False], ids=["content-length", "unsized"])
 def test_file_size_limit(
-    emulator: EmulatorClient, file_server: FileServer, size: int, ok: bool
+    emulator: EmulatorClient,
+    file_server: FileServer,
+    limit: int,
+    size: int,
+    ok: bool,
+    sized: bool,
 ) -> None:
-    emulator.configure(max_file_bytes=1000)
-    lines = b"".join(b"%09d\n" % i for i in range(size // 10 + 1))[:size]
-    if not lines.endswith(b"\n"):
-        lines = lines[: lines.rfind(b"\n") + 1] + b"x" * (size - lines.rfind(b"\n") - 1)
-    assert len(lines) == size
-    file_server.serve("big.csv", lines)
-    file_request(emulator, "create", body(file_server, "Big", "big.csv"))
+    """Below the limit every value arrives, however many reads it takes; at it, refused."""
+    emulator.configure(max_file_bytes=limit)
+    values = [b"%09d" % i for i in range(size // 10)]
+    content = b"\n".join(values) + b"\n"
+    content += b"x" * (size - len(content))  # the last value grows to make the size exact
+    assert len(content) == size
+    file_server.serve("big.csv", content, sized=sized)
+    _, doc = file_request(emulator, "create", body(file_server, "Big", "big.csv"))
     result = file_server.wait_for_callbacks(1)[0]
     assert (result["status"] == 201) == ok, result
-    if not ok:
+    if ok:
+        assert result["values_found"] == len(content.splitlines())
+        assert len(members(emulator, doc["cs_id"])) == result["values_found"]
+    else:
         assert result["error_message"].startswith("File size cannot be greater than")
 
 

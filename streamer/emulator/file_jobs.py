@@ -82,10 +82,13 @@ async def _download(url: str, limit: int) -> bytes:
                 raise BadFile("File download failed.")
             if resp.content_length is not None and resp.content_length >= limit:
                 raise BadFile(_too_big(limit))
-            data = await resp.content.read(limit)
-            if len(data) >= limit:
-                raise BadFile(_too_big(limit))
-            return data
+            data = bytearray()
+            # read(n) returns what has arrived, up to n: loop until the end or the limit
+            while chunk := await resp.content.read(limit - len(data)):
+                data += chunk
+                if len(data) >= limit:
+                    raise BadFile(_too_big(limit))
+            return bytes(data)
     except (aiohttp.ClientError, TimeoutError, ValueError):
         raise BadFile("File download failed.") from None
 
