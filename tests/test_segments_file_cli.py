@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 
+from streamer.segments.callbacks import CALLBACK_CAP_BYTES, CallbackReceiver
 from tests.fixtures.emulator import EmulatorClient
 from tests.fixtures.files import FileServer
+from tests.fixtures.hostile_api import Answer, MakeHostileApi
 from tests.fixtures.segments_cli import SegmentsCli
 
 
@@ -170,3 +175,62 @@ def test_the_callbacks_server_logs_and_counts_results_by_status(
     logged = [orjson.loads(line) for line in out.splitlines()]
     assert {(r["segment_name"], r["status"]) for r in logged} == {("Good", 201), ("Bad", 400)}
     assert "Traceback" not in err
+
+
+# --- a hostile world: the new commands share the client's rules ---------------------------
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+@pytest.mark.parametrize("command", ["create", "file", "apply"])
+def test_redirects_are_refused_by_every_writing_command(
+    segments_cli: SegmentsCli,
+    emulator: EmulatorClient,
+    hostile_api: MakeHostileApi,
+    file_server: FileServer,
+    tmp_path: Path,
+    status: int,
+    command: str,
+) -> None:
+    elsewhere = hostile_api()
+    api = hostile_api(upstream=emulator.url)
+    api.answer(Answer(status, {"Location": f"{elsewhere.url}/landing"}))
+    segments_cli.use_host(api.url)
+    definition = tmp_path / "d.yaml"
+    definition.write_text("filter_operator: and\nfilters: []\n")
+    manifest = tmp_path / "s.yaml"
+    manifest.write_text("segments: []\n")
+    args = {
+        "create": ["create", "-f", str(definition), "--name", "x"],
+        "file": file_args(file_server, "create", "a.csv", "--name", "x", "--wait"),
+        "apply": ["apply", "-f", str(manifest)],
+    }[command]
+    result = segments_cli(*args)
+    assert result.code == 1 and "redirects are never followed" in result.err
+    assert elsewhere.received == [], "the credentials left the configured origin"
+    assert emulator.api_key not in result.out + result.err
+
+
+def test_the_receiver_counts_hostile_posts_without_growing(file_server: FileServer) -> None:
+    """Oversized, malformed and made-up results are answered and counted, never kept whole."""
+
+    async def scenario() -> dict[str, float]:
+        receiver = CallbackReceiver(echo=False)
+        port = await receiver.start("127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession() as session:
+                posts = [b"x" * (CALLBACK_CAP_BYTES + 1), b"[1]", b'{"status": 777}',
+                         b'{"status": 201, "segment_name": "s"}']  # fmt: skip
+                for data in posts:
+                    async with session.post(f"http://127.0.0.1:{port}/", data=data) as resp:
+                        await resp.read()
+        finally:
+            await receiver.stop()
+        assert len(receiver.results) == 2
+        return {
+            sample.labels["status"]: sample.value
+            for metric in receiver.registry.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        }
+
+    assert asyncio.run(scenario()) == {"invalid": 2.0, "other": 1.0, "201": 1.0}
