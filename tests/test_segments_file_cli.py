@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import pytest
 
+from streamer.cli import main
 from streamer.segments.callbacks import CALLBACK_CAP_BYTES, CallbackReceiver
 from tests.fixtures.emulator import EmulatorClient
 from tests.fixtures.files import FileServer
@@ -234,3 +235,17 @@ def test_the_receiver_counts_hostile_posts_without_growing(file_server: FileServ
         }
 
     assert asyncio.run(scenario()) == {"invalid": 2.0, "other": 1.0, "201": 1.0}
+
+
+def test_callbacks_on_a_busy_port_and_commands_without_config_exit_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["segments", "callbacks", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+    assert main(["segments", "list"]) == 2
+    assert "--config is required" in capsys.readouterr().err
