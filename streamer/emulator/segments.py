@@ -1,4 +1,4 @@
-"""Read and manage the segments Cohort Sync created: v3 list/get (§5.4, §5.6), v2 archive (§4).
+"""v3 list/get of every segment (§5.4, §5.6) and v2 archive/unarchive (§4).
 
 Choices where the reference is silent:
 - v3 GETs check credentials (see auth.py) but not `Content-Type`, as they carry no body.
