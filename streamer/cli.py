@@ -13,7 +13,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("streamer.app", "run the streamer until SIGTERM/SIGINT"),
     "emulator": ("streamer.emulator.cli", "run the MoEngage Segments API emulator"),
     "replay": ("streamer.replay", "reset the consumer group's offsets to re-sync"),
-    "segments": ("streamer.segments", "list, get, archive and unarchive MoEngage segments"),
+    "segments": ("streamer.segments", "MoEngage segments: filter, file, as code, callbacks"),
     "demo": ("streamer.demo", "run the end-to-end demo on a local Kafka and the emulator"),
 }
 

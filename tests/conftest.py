@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.fixtures.emulator",
     "tests.fixtures.streamer",
     "tests.fixtures.hostile_api",
+    "tests.fixtures.segments_cli",
+    "tests.fixtures.files",
 ]

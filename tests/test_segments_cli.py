@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from streamer.harness import write_config
-from streamer.segments import ANSWER_CAP_BYTES
+from streamer.segments.api import ANSWER_CAP_BYTES
 from tests.fixtures.emulator import EmulatorClient
 from tests.fixtures.hostile_api import Answer, Forward, MakeHostileApi
 

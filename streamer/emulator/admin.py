@@ -8,6 +8,8 @@
   description, archived, member_count, created_time, updated_time}}}`
 - `GET  /_emulator/cohorts/{cohort_id}/members` -> `{"cohort_id", "segment_id", "count",
   "members": [sorted uids]}`; unknown cohort -> 404 `{"error": "..."}`
+- `GET  /_emulator/segments/{segment_id}/members` -> `{"segment_id", "count", "members"}` for
+  any segment (file segments have no cohort id); unknown id -> 404
 - `GET  /_emulator/stats[?timestamps=1]` -> stats.Stats.to_json
 - `POST /_emulator/reset` with optional `{"knobs": true}` -> clears segments, statistics and
   the rate window, reseeds the fault RNG; restores the start-up knobs only when asked
@@ -81,6 +83,15 @@ async def members(request: web.Request) -> web.Response:
     )
 
 
+async def segment_members(request: web.Request) -> web.Response:
+    segment_id = request.match_info["segment_id"]
+    segment = request.app[CONTEXT].store.by_id(segment_id)
+    if segment is None:
+        return json_response({"error": f"unknown segment: {segment_id}"}, status=404)
+    members = sorted(segment.members)
+    return json_response({"segment_id": segment_id, "count": len(members), "members": members})
+
+
 async def stats(request: web.Request) -> web.Response:
     include_times = request.query.get("timestamps", "") in ("1", "true", "yes")
     return json_response(request.app[CONTEXT].stats.to_json(include_times))
@@ -104,6 +115,7 @@ def routes() -> list[web.RouteDef]:
         web.get(f"{PREFIX}/cohorts", cohorts),
         # `.+` so cohort ids holding "/" (sent percent-encoded) still reach the handler.
         web.get(f"{PREFIX}/cohorts/{{cohort_id:.+}}/members", members),
+        web.get(f"{PREFIX}/segments/{{segment_id}}/members", segment_members),
         web.get(f"{PREFIX}/stats", stats),
         web.post(f"{PREFIX}/reset", reset),
     ]

@@ -11,8 +11,10 @@ Order of checks; the first that fails decides the answer:
 5. rate limit (429, with `Retry-After` unless the `retry_after` knob is off): the window
    already holds `rate_limit_per_minute` accepted requests
 6. injected fault (seeded): 500, or 429 without `Retry-After`
-7. body validation (400, see validation.py), then the `refuse_uids` knob (400, attribute
-   "members", naming the first refused uid in request order)
+7. body validation (400, see validation.py), then a `cohort_name` that names a file segment
+   (400, attribute "cohort_name": §2, Cohort Sync cannot modify file segments; 400 rather
+   than 403, which the streamer rightly reads as a suspended account), then the
+   `refuse_uids` knob (400, attribute "members", naming the first refused uid in request order)
 8. accepted: membership applied, counted in the rate window, 200
 
 Every answer is then delayed by `latency_ms`, after any state change, so a client that times
@@ -93,7 +95,7 @@ def _admit(
     if isinstance(parsed, ApiError):
         return cohort_error(parsed)
     request[COHORT_KEY] = parsed.cohort_id
-    refused = _first_refused(parsed, knobs.refuse_uids)
+    refused = _file_segment(parsed, context) or _first_refused(parsed, knobs.refuse_uids)
     if refused is not None:
         return cohort_error(refused)
     changed = context.store.apply(parsed)
@@ -108,6 +110,14 @@ def _rate_limited(context: EmulatorContext, knobs: Knobs, now: float) -> ApiErro
     wait = context.limiter.retry_after_seconds(now)
     rate = errors.RATE_LIMITED
     return ApiError(rate.status, rate.type, rate.message, headers={"Retry-After": str(wait)})
+
+
+def _file_segment(request: CohortRequest, context: EmulatorContext) -> ApiError | None:
+    """§2: Cohort Sync cannot modify a file segment; one named like the cohort is refused."""
+    if request.cohort_name not in context.store.file_names:
+        return None
+    message = f"{request.cohort_name} is a file segment: Cohort Sync cannot change it"
+    return errors.invalid_attribute("cohort_name", message)
 
 
 def _first_refused(request: CohortRequest, refuse_uids: frozenset[str]) -> ApiError | None:

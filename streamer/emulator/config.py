@@ -36,6 +36,14 @@ class Knobs:
     # The real API documents no Retry-After; sending it on rate-limit 429s is an extension
     # that can be switched off to test a client's fallback.
     retry_after: bool = True
+    # Segments APIs: the 1,000 active segments cap (§1.3) and whether the per-operation
+    # quotas of §3.2/§5 apply (off lets a test create many segments quickly).
+    active_segments_limit: int = 1000
+    segment_quotas: bool = True
+    # File segments (§3): a file at or above this size is refused (§3.1: < 150 MB), and
+    # fail_file_processing makes every file job report status 500.
+    max_file_bytes: int = 150 * 1024 * 1024
+    fail_file_processing: bool = False
 
     def __post_init__(self) -> None:
         _check_knobs(self)
@@ -69,6 +77,10 @@ def _check_knobs(knobs: Knobs) -> None:
         raise ValueError("fail_5xx_ratio + fail_429_ratio must not exceed 1")
     if knobs.latency_ms < 0:
         raise ValueError("latency_ms must be >= 0")
+    if knobs.max_file_bytes < 1:
+        raise ValueError("max_file_bytes must be >= 1")
+    if knobs.active_segments_limit < 0:
+        raise ValueError("active_segments_limit must be >= 0")
     if knobs.fail_auth is not None and knobs.fail_auth not in FORCED_AUTH_STATUSES:
         raise ValueError("fail_auth must be null, 401 or 403")
 
@@ -86,6 +98,10 @@ _KNOB_TYPES: dict[str, tuple[type, ...]] = {
     "refuse_uids": (list,),
     "fail_auth": (int, type(None)),
     "retry_after": (bool,),
+    "active_segments_limit": (int,),
+    "segment_quotas": (bool,),
+    "max_file_bytes": (int,),
+    "fail_file_processing": (bool,),
 }
 
 

@@ -7,10 +7,13 @@ decision and the state change it depends on.
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from .config import EmulatorConfig, Knobs
 from .faults import FaultInjector
+from .quotas import Quotas
 from .ratelimit import RateLimiter
 from .state import SegmentStore
 from .stats import Stats
@@ -28,6 +31,8 @@ class EmulatorContext:
             config.knobs.rate_limit_per_minute, config.knobs.rate_window_seconds
         )
         self.stats = Stats(config.knobs.rate_window_seconds)
+        self.quotas = Quotas()
+        self.jobs: set[asyncio.Task[None]] = set()  # file jobs still running (file_jobs.py)
 
     def set_knobs(self, knobs: Knobs) -> None:
         """Swap in new knobs; a new seed restarts the fault sequence from its beginning."""
@@ -39,7 +44,7 @@ class EmulatorContext:
             self.faults.reseed(knobs.seed)
 
     def reset(self, restore_knobs: bool) -> None:
-        """Forget segments, statistics and the rate window; reseed the fault RNG."""
+        """Forget segments, statistics, the rate window and quotas; reseed the fault RNG."""
         if restore_knobs:
             self.knobs = self.initial_knobs
         knobs = self.knobs
@@ -47,6 +52,7 @@ class EmulatorContext:
         self.faults.reseed(knobs.seed)
         self.limiter = RateLimiter(knobs.rate_limit_per_minute, knobs.rate_window_seconds)
         self.stats = Stats(knobs.rate_window_seconds)
+        self.quotas = Quotas()
 
 
 # Where handlers find the context on the aiohttp application.

@@ -29,6 +29,8 @@ class ApiError:
     message: str
     attribute: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # v3 only: documented extras inside `error` (existing_cs_name/_id on 409, actual_count/limit)
+    extras: dict[str, Any] = field(default_factory=dict)
 
 
 # --- Cohort Sync catalogue (§2 "Errors") ---------------------------------------------------
@@ -91,11 +93,11 @@ def cohort_error_body(error: ApiError) -> dict[str, Any]:
 # --- v3 Filter Segments (§5.3) ----------------------------------------------------------------
 
 
-def v3_error_body(code: str, message: str) -> dict[str, Any]:
+def v3_error_body(code: str, message: str, extras: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "response_id": new_request_id(),
         "type": "custom_segment",
-        "error": {"code": code, "message": message},
+        "error": {"code": code, "message": message, **(extras or {})},
     }
 
 

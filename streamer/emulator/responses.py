@@ -26,7 +26,8 @@ def cohort_error(error: ApiError) -> web.Response:
 
 
 def v3_error(error: ApiError) -> web.Response:
-    return json_response(v3_error_body(error.type, error.message), error.status, error.headers)
+    body = v3_error_body(error.type, error.message, error.extras)
+    return json_response(body, error.status, error.headers)
 
 
 def v2_error(error: ApiError) -> web.Response:

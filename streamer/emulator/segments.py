@@ -1,15 +1,19 @@
-"""Read and manage the segments Cohort Sync created: v3 list/get (§5.4, §5.6), v2 archive (§4).
+"""v3 list/get of every segment (§5.4, §5.6) and v2 archive/unarchive (§4).
 
 Choices where the reference is silent:
 - v3 GETs check credentials (see auth.py) but not `Content-Type`, as they carry no body.
 - `GET /v3/custom-segments/{id}` answers with the documented list shape (`data` is an array of
-  one item); an unknown id gets 404 with the v3 envelope, code "Entity Not Found" (§5.3 wording),
+  one item); for a filter segment that item also carries `updated_time`, `description` and
+  `included_filters` (§8.11: our reading, so a definition can be read back); an unknown id
+  gets 404 with the v3 envelope, code "Entity Not Found" (§5.3 wording),
   although the spec declares no 404 for this GET.
 - list/get items carry `archived` besides the documented fields, so archive state is visible.
 - v2 archive/unarchive: `name` is required (schema), `cs_id` wins when present. When several
   segments share the name, the oldest one whose state would change is chosen. Archiving an
   archived segment, or unarchiving an active one, answers 400 "Invalid Request". A body that is
   not JSON (or not application/json) is 400 / 415 in the `{"title","description"}` envelope.
+  Unarchiving when the active segments cap is reached is refused with 429, as a create is
+  (§1.3: the cap counts active segments of every type; archiving frees a slot).
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import auth
+from streamer import segment_limits as quotas
+
+from . import auth, v3gate
 from .context import CONTEXT, EmulatorContext
 from .errors import ApiError, new_request_id
 from .responses import json_response, v2_error, v3_error
@@ -31,17 +37,9 @@ def _v3_page(data: list[dict[str, Any]]) -> web.Response:
     return json_response({"data": data, "response_id": new_request_id(), "type": "custom_segment"})
 
 
-def _v3_auth(request: web.Request, context: EmulatorContext) -> ApiError | None:
-    context.stats.segments_api_requests += 1
-    knobs = context.knobs
-    return auth.forced_failure(knobs.fail_auth) or auth.check_v3(
-        request.headers, context.workspace_id, knobs.api_key
-    )
-
-
 async def list_segments(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
-    problem = _v3_auth(request, context)
+    problem = v3gate.admit(request, context, "list", quotas.V3_LIST)
     if problem is not None:
         return v3_error(problem)
     name = request.query.get("name")
@@ -51,7 +49,7 @@ async def list_segments(request: web.Request) -> web.Response:
 
 async def get_segment(request: web.Request) -> web.Response:
     context = request.app[CONTEXT]
-    problem = _v3_auth(request, context)
+    problem = v3gate.admit(request, context, "get", quotas.V3_GET)
     if problem is not None:
         return v3_error(problem)
     segment_id = request.match_info["segment_id"]
@@ -59,7 +57,7 @@ async def get_segment(request: web.Request) -> web.Response:
     if segment is None:
         message = f"Custom segment not found with the given id: {segment_id}"
         return v3_error(ApiError(404, "Entity Not Found", message))
-    return _v3_page([segment.summary()])
+    return _v3_page([segment.detail()])
 
 
 async def archive(request: web.Request) -> web.Response:
@@ -87,6 +85,10 @@ async def _set_archived(request: web.Request, archived: bool) -> web.Response:
     segment = _find(context, *target, archived=archived)
     if isinstance(segment, ApiError):
         return v2_error(segment)
+    limit = knobs.active_segments_limit
+    if not archived and segment.archived and context.store.active_count() >= limit:
+        message = f"Total active segments limit breached: {limit}. Request rejected!"
+        return v2_error(ApiError(429, "Too Many Requests", message))
     return _flip(segment, archived)
 
 

@@ -48,6 +48,7 @@ class Stats:
         self.max_body_bytes = 0
         self.memberships_changed = 0
         self.segments_api_requests = 0
+        self.file_results: Counter[str] = Counter()  # file jobs' callback statuses
         self.requests_total = 0
         # requests of one cohort being handled at once; a well-behaved client keeps this at 1
         self.in_flight_by_cohort: Counter[str] = Counter()
@@ -112,6 +113,7 @@ class Stats:
             "max_accepted_in_window": self._accepted.peak,
             "max_arrivals_in_window": self._arrivals.peak,
             "segments_api_requests": self.segments_api_requests,
+            "file_results": dict(self.file_results),
             "max_in_flight_per_cohort": self.max_in_flight_per_cohort,
         }
         if include_times:
