@@ -38,6 +38,8 @@ RESERVED_CONSUMER_KEYS = frozenset(
 RESERVED_PRODUCER_KEYS = frozenset(
     {"acks", "request.required.acks", "enable.idempotence", "transactional.id"}
 )
+# the brokers are kafka.bootstrap_servers, for the consumer and the DLQ producer alike
+BROKER_LIST_KEYS = frozenset({"bootstrap.servers", "metadata.broker.list"})
 
 # Upper bounds: past them a value would crash a library later instead of being refused here.
 MAX_CONSUME_BATCH = 1_000_000  # confluent-kafka's Consumer.consume() takes at most this many
@@ -128,6 +130,15 @@ class KafkaConfig(_Section):
                 "expected host:port[,host:port] (e.g. kafka-0.kafka:9092 or [::1]:9092), "
                 "port 1-65535"
             )
+        return value
+
+    @field_validator("consumer", "producer")
+    @classmethod
+    def _brokers_in_one_place(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # a broker list here would silently win over kafka.bootstrap_servers for one client
+        named = sorted(BROKER_LIST_KEYS & value.keys())
+        if named:
+            raise ValueError(f"may not set {', '.join(named)}: use kafka.bootstrap_servers")
         return value
 
     @field_validator("consumer")

@@ -697,6 +697,14 @@ def test_reserved_producer_keys_refused(tmp_path: Path, key: str) -> None:
     assert key in message
 
 
+@pytest.mark.parametrize("client", ["consumer", "producer"])
+@pytest.mark.parametrize("key", ["bootstrap.servers", "metadata.broker.list"])
+def test_a_broker_list_in_a_client_map_is_refused(tmp_path: Path, client: str, key: str) -> None:
+    """It would silently win over kafka.bootstrap_servers for that one client."""
+    message = config_error(tmp_path, merged(kafka={client: {key: "elsewhere:9092"}}))
+    assert message == f"kafka.{client}: may not set {key}: use kafka.bootstrap_servers"
+
+
 def test_settings_that_conflict_only_together_name_the_map(tmp_path: Path) -> None:
     consumer = {"fetch.max.bytes": 2_000_000, "message.max.bytes": 3_000_000}
     message = validation_error(tmp_path, merged(kafka={"consumer": consumer}))
