@@ -3,7 +3,7 @@
 ingest() is the per-event hot path (decode, route to the cohort's buffer); dispatch seals due
 cohorts oldest-first while the rate limiter has room. While a backlog waits in Kafka only full
 bodies are sent, so the scarce API budget carries full requests; the RebalanceHandler methods
-keep the commit rules of DESIGN.md on assignment changes.
+keep the commit rules of the README's Guarantees on assignment changes.
 """
 
 from __future__ import annotations
