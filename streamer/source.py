@@ -3,7 +3,9 @@
 confluent-kafka is synchronous and its rebalance callbacks run inside consume(); funnelling
 consume, commit, pause/resume and close through one single-thread executor means callbacks and
 commits never race. Callbacks hand their work to the event loop and wait with a deadline; the
-loop never waits on this thread synchronously, so that cannot deadlock.
+loop never waits on this thread synchronously, so that cannot deadlock. This module decides
+nothing: what happens on a rebalance, and when offsets are committed, is the RebalanceHandler's
+(committer.py); a revoke's commit runs here only because it must run on this thread.
 """
 
 from __future__ import annotations
