@@ -1,8 +1,9 @@
 """`cohort-streamer run`: wire the stages together and run until SIGTERM/SIGINT.
 
-The main loop only consumes and ingests; the dispatcher (pipeline.py) and the housekeeping task
-(commits, DLQ callbacks, lag, gauges) run beside it on the same event loop. Shutdown follows
-DESIGN.md: stop fetching, flush every buffer (with a deadline), commit, leave the group, exit 0.
+The main loop only consumes, ingests and applies backpressure; the dispatcher (pipeline.py) and
+the housekeeping task (commit interval, DLQ callbacks, gauges, lag) run beside it on the same
+event loop. Shutdown: stop fetching, flush every buffer (with a deadline), wait for the DLQ,
+commit, leave the group, exit 0.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import socket
@@ -23,17 +23,21 @@ from typing import cast
 from confluent_kafka import Message
 
 from streamer.backlog import BacklogWatch
+from streamer.backpressure import PipelineState, Throttle
 from streamer.batch import SourceMessage
 from streamer.client import CohortSyncClient
 from streamer.committer import Committer
 from streamer.config import ConfigError, Credentials, Settings, load_credentials, load_settings
 from streamer.dlq import DeadLetterWriter
 from streamer.gate import ApiGate
+from streamer.gauges import show_lag, show_pipeline
+from streamer.gctune import tune_gc
 from streamer.health import HealthServer, listen
 from streamer.heap import Trimmer, held_bytes, malloc_trim
 from streamer.kafkacheck import check_kafka_clients
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
+from streamer.probes import Probes
 from streamer.ratelimit import RateLimiter
 from streamer.send import Sender
 from streamer.source import FatalKafkaError, KafkaSource, StartupError
@@ -42,7 +46,6 @@ log = logging.getLogger("streamer")
 
 LAG_INTERVAL_SECONDS = 5.0
 HOUSEKEEPING_TICK_SECONDS = 0.05
-STALE_LOOP_SECONDS = 30.0
 EXIT_CONFIG = 2
 EXIT_STARTUP = 3
 EXIT_FATAL = 1
@@ -65,16 +68,22 @@ class Streamer:
         self.gate = ApiGate(self.metrics)
         sender = Sender(mo, self.client, self.limiter, self.dlq, self.metrics, self.gate)
         self.pipeline = Pipeline(settings, sender, self.limiter, self.dlq, self.metrics)
-        self.source = KafkaSource(
-            settings.kafka, self.pipeline, settings.deadlines.revoke_flush_seconds
-        )
+        self.source = KafkaSource(settings.kafka, settings.deadlines.revoke_flush_seconds)
         tracker = self.pipeline.tracker
-        self.committer = Committer(self.source, tracker, self.metrics)
+        self.committer = Committer(
+            self.source,
+            self.pipeline,
+            tracker,
+            self.metrics,
+            settings.kafka.commit_interval_ms / 1000,
+        )
+        self.throttle = Throttle(self.source, settings.batching, self.metrics)
         self.backlog = BacklogWatch(self.source, tracker, settings.kafka.consume_batch_size)
-        self.health = HealthServer(listeners, self.metrics.registry, self._alive, self._ready)
+        self.probes = Probes(self.gate, self.source, self.dlq, tracker)
+        self.health = HealthServer(
+            listeners, self.metrics.registry, self.probes.alive, self.probes.ready
+        )
         self.heap = Trimmer(malloc_trim())
-        self._paused: set[tuple[str, int]] = set()
-        self._heartbeat = time.monotonic()
         self._last_lag = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -84,7 +93,7 @@ class Streamer:
         try:
             await self.source.start()
             await self._check_dlq()
-            await self.source.subscribe()
+            await self.source.subscribe(self.committer)
             self.metrics.up.set(1)
             self.metrics.rate_limit.set(self.limiter.limit)
             background = [
@@ -115,13 +124,12 @@ class Streamer:
         while not stop.is_set():
             # keep calling consume() while paused: it serves rebalances and keeps us in the group
             messages = await self.source.consume(batch, 0.1)
-            self._heartbeat = time.monotonic()
+            self.probes.beat()
             if messages:
                 self._ingest(messages)
-            await self._apply_backpressure()
-            self.pipeline.backlogged = bool(self._paused) or await self.backlog.behind(
-                len(messages)
-            )
+            await self.throttle.apply(self._state(), set(self.pipeline.tracker.assigned()))
+            behind = bool(self.throttle.paused) or await self.backlog.behind(len(messages))
+            self.pipeline.track_backlog(behind)
 
     def _ingest(self, messages: list[Message]) -> None:
         """A consumed batch into the pipeline. (Its own function, so that no local variable
@@ -133,92 +141,35 @@ class Streamer:
         self.pipeline.ingest(cast(list[SourceMessage], good))
         self.dlq.poll()
 
-
-    async def _apply_backpressure(self) -> None:
-        """Pause every assigned partition above a high-water mark; resume below the low one, or
-        below the high one when the pipeline is stalled (see Pipeline.stalled)."""
-        b = self.settings.batching
+    def _state(self) -> PipelineState:
         p = self.pipeline
-        assigned = set(self.pipeline.tracker.assigned())
-        over = p.over_high_water
-        under = p.buffered_events < b.low_water_events and p.buffered_bytes < b.low_water_bytes
-        # below the high mark with nothing to send in full, waiting frees no memory: more events
-        # may fill a body, while every request sent now would be a partial one
-        under = under or (not over and p.stalled())
-        want_paused = self.gate.blocked or over or (bool(self._paused) and not under)
-        if want_paused:
-            newly = sorted(assigned - self._paused)
-            if newly:
-                if not self._paused:
-                    log.info(
-                        "pausing consumption (buffered %d events, %d bytes, API unusable %s)",
-                        p.buffered_events,
-                        p.buffered_bytes,
-                        self.gate.blocked,
-                    )
-                if await self.source.pause(newly):
-                    self._paused |= set(newly)
-            self._paused &= assigned
-        elif self._paused and await self.source.resume(sorted(self._paused & assigned)):
-            log.info("resuming consumption (buffered %d events)", p.buffered_events)
-            self._paused = set()
-        self.metrics.paused_partitions.set(len(self._paused))
+        return PipelineState(p.buffered_events, p.buffered_bytes, p.stalled(), self.gate.blocked)
 
     async def _housekeeping_forever(self) -> None:
-        interval = self.settings.kafka.commit_interval_ms / 1000
-        next_commit = time.monotonic() + interval
         while True:
             await asyncio.sleep(HOUSEKEEPING_TICK_SECONDS)
             self.dlq.poll()
-            self._update_gauges()
+            show_pipeline(self.metrics, self.pipeline, self.limiter)
             self.heap.observe(held_bytes(self.pipeline.buffered_bytes, len(self.pipeline.cohorts)))
+            await self.committer.tick()
             now = time.monotonic()
-            if now >= next_commit:
-                next_commit = now + interval
-                await self.commit()
             if now - self._last_lag >= LAG_INTERVAL_SECONDS:
                 self._last_lag = now
-                await self._update_lag()
+                await show_lag(self.metrics, self.pipeline, self.source)
                 if not self.source.reachable:
                     await self.source.probe()
-
-    async def commit(self) -> None:
-        await self.committer.commit()
-
-    def _update_gauges(self) -> None:
-        m, p = self.metrics, self.pipeline
-        m.buffered_events.set(p.buffered_events)
-        m.catching_up.set(1 if p.backlogged else 0)
-        m.buffered_bytes.set(p.buffered_bytes)
-        m.buffered_cohorts.set(p.cohorts.buffered)
-        m.cohorts_tracked.set(len(p.cohorts))
-        m.assigned_partitions.set(len(p.tracker.assigned()))
-        m.rate_limit.set(self.limiter.limit)
-
-    async def _update_lag(self) -> None:
-        tracker = self.pipeline.tracker
-        assigned = tracker.assigned()
-        highs = await self.source.high_watermarks(assigned)
-        positions = tracker.committed_offsets()
-        self.metrics.consumer_lag.clear()
-        for (topic, partition), high in highs.items():
-            position = positions.get((topic, partition))
-            if position is not None:
-                lag = max(0, high - position)
-                self.metrics.consumer_lag.labels(topic, str(partition)).set(lag)
 
     async def _shutdown(self) -> None:
         deadline = time.monotonic() + self.settings.deadlines.shutdown_flush_seconds
         await self.source.pause(sorted(self.pipeline.tracker.assigned()))
-        self.pipeline.flush_everything = True
+        self.pipeline.start_flush()
         drained = await self.pipeline.drain(None, deadline)
         if not drained:
             log.warning("shutdown deadline passed; unacknowledged changes will be redelivered")
         await self._wait_for_dlq(deadline)
-        await self.commit()
+        await self.committer.commit()
         await self.pipeline.stop()
-        self.pipeline.closing = True
-        await self.source.close()  # leaves the group; its revoke commits what is left
+        await self.source.close()  # leaves the group; the committer commits what a revoke frees
         log.info("stopped cleanly")
 
     async def _wait_for_dlq(self, deadline: float) -> None:
@@ -238,24 +189,6 @@ class Streamer:
             log.error("SIGHUP: cannot re-read credentials, keeping the previous ones: %s", exc)
             return
         log.info("SIGHUP: credentials re-read")
-
-    def _alive(self) -> tuple[bool, str]:
-        stale = time.monotonic() - self._heartbeat
-        if stale > STALE_LOOP_SECONDS:
-            return False, f"main loop has not run for {stale:.0f}s"
-        return True, "main loop running"
-
-    def _ready(self) -> tuple[bool, str]:
-        if self.gate.reason is not None:
-            return False, self.gate.reason
-        if not self.source.reachable:
-            return False, "Kafka brokers unreachable"
-        if not self.source.assignment_received:
-            return False, "waiting for a partition assignment"
-        dead_letters = self.dlq.problem()
-        if dead_letters is not None:
-            return False, dead_letters
-        return True, f"{len(self.pipeline.tracker.assigned())} partition(s) assigned"
 
 
 def _log_errors(messages: list[Message]) -> None:
@@ -295,26 +228,6 @@ def run(args: argparse.Namespace) -> int:
         log.error("kafka reports a fatal error; exiting for a restart: %s", exc)
         return EXIT_FATAL
     return 0
-
-
-# Young-generation threshold of the cyclic GC (CPython's default is 700 allocations): the
-# net growth of tracked objects between automatic young collections.
-GC_YOUNG_THRESHOLD = 1_000_000
-
-
-def tune_gc() -> None:
-    """Collect reference cycles rarely: the hot path allocates containers but makes no cycles.
-
-    Measured when buffers still kept one tuple per event: with the default threshold the
-    collector ran every few hundred events and walked every buffered entry, about a sixth of the
-    catch-up CPU; at 50,000 its young collections cost 0.65 CPU-s per million events, at
-    1,000,000 0.01 (gc.callbacks, the benchmark's catch-up). Buffers now hold Rust data, but
-    each consumed batch still allocates thousands of Message objects. Freezing what start-up
-    created keeps full collections off the (never freed) modules and config as well.
-    """
-    gc.freeze()
-    _young, middle, old = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 async def _serve(settings: Settings, listeners: list[socket.socket]) -> None:

@@ -28,7 +28,6 @@ from pydantic import (
 from streamer.addresses import base_url_problem, is_broker_list, is_host
 
 ENV_PREFIX = "STREAMER__"
-DATA_CENTERS = ("01", "02", "03", "04", "05", "06", "101")
 # librdkafka settings the streamer owns: changing them would break commit-after-success.
 RESERVED_CONSUMER_KEYS = frozenset(
     {"group.id", "enable.auto.commit", "enable.auto.offset.store", "group.protocol"}

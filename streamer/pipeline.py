@@ -3,18 +3,20 @@
 ingest() is the per-event hot path (decode, route to the cohort's buffer); dispatch seals due
 cohorts oldest-first while the rate limiter has room. While a backlog waits in Kafka only full
 bodies are sent, so the scarce API budget carries full requests; the RebalanceHandler methods
-keep the commit rules of DESIGN.md on assignment changes.
+keep the commit rules of the README's Guarantees on assignment changes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Callable
 
 from streamer._fastpath import Members
+from streamer.backpressure import above_high_water
 from streamer.batch import Cohort, Entry, Pick, SourceMessage, Take, Timing
 from streamer.cohorts import ActiveCohorts
 from streamer.config import Settings
@@ -29,6 +31,16 @@ from streamer.send import Sender
 log = logging.getLogger(__name__)
 
 IDLE_TICK_SECONDS = 0.05
+
+
+class Mode(enum.Enum):
+    """What the dispatcher sends and what a revoke waits for. Running flips between the first
+    two as the consume loop sees a backlog come and go; shutdown moves on to the last two."""
+
+    LIVE = "live"  # caught up: a cohort goes once its oldest event has lingered
+    CATCHING_UP = "catching_up"  # a backlog waits in Kafka: only full bodies (budget is scarce)
+    FLUSHING = "flushing"  # shutting down: every buffer is due now
+    STOPPED = "stopped"  # the shutdown drain ran: a revoke only drops and commits, never waits
 
 
 class Pipeline:
@@ -47,8 +59,7 @@ class Pipeline:
         self.sending: dict[Shipment, tuple[Cohort, asyncio.Task[None]]] = {}
         self.buffered_events = 0
         self.buffered_bytes = 0
-        # set by the consume loop: a backlog waits in Kafka (send only full bodies)
-        self.backlogged = False
+        self.mode = Mode.LIVE
         self._decoder = Decoder(settings.events, settings.batching.max_event_bytes)
         self._sender = sender
         self._limiter = limiter
@@ -60,8 +71,22 @@ class Pipeline:
         self._full_bytes = settings.moengage.max_payload_bytes
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.flush_everything = False  # shutdown: every buffer is due now
-        self.closing = False  # after the shutdown drain: a revoke only commits, never waits
+
+    # --- modes ---
+
+    def track_backlog(self, behind: bool) -> None:
+        """The consume loop's finding: whether a backlog waits in Kafka. Ignored once shutting
+        down (then everything is due anyway)."""
+        if self.mode in (Mode.LIVE, Mode.CATCHING_UP):
+            self.mode = Mode.CATCHING_UP if behind else Mode.LIVE
+
+    @property
+    def catching_up(self) -> bool:
+        return self.mode is Mode.CATCHING_UP
+
+    def start_flush(self) -> None:
+        """Shutdown: from now on every buffer is due (nothing new is consumed)."""
+        self.mode = Mode.FLUSHING
 
     # --- ingest: the per-event path ---
 
@@ -173,18 +198,16 @@ class Pipeline:
     @property
     def over_high_water(self) -> bool:
         """Memory, not the API, is the limit: consumption pauses (and may force partial bodies)."""
-        b = self.settings.batching
-        events, nbytes = self.buffered_events, self.buffered_bytes
-        return events > b.high_water_events or nbytes > b.high_water_bytes
+        return above_high_water(self.buffered_events, self.buffered_bytes, self.settings.batching)
 
     def stalled(self) -> bool:
         """Nothing in flight and no full body anywhere: memory held now is only remainders."""
         return not self.sending and not self.cohorts.any_full()
 
     def _pick(self, now: float) -> Pick | None:
-        if self.flush_everything:
+        if self.mode in (Mode.FLUSHING, Mode.STOPPED):
             return self.cohorts.pick(now, _AT_ONCE, scarce=False)
-        pick = self.cohorts.pick(now, self._timing, scarce=self.backlogged)
+        pick = self.cohorts.pick(now, self._timing, scarce=self.catching_up)
         if pick is None and self.over_high_water and self.stalled():
             # above the high-water mark with only remainders held: waiting cannot fill a body,
             # so the fullest remainder goes (just enough to get under it and consume again)
@@ -192,7 +215,8 @@ class Pipeline:
         return pick
 
     async def _sleep_until_next_due(self, now: float) -> None:
-        wait = 0.0 if self.flush_everything else self._timing.wait(self.backlogged)
+        flushing = self.mode in (Mode.FLUSHING, Mode.STOPPED)
+        wait = 0.0 if flushing else self._timing.wait(self.catching_up)
         due_at = self.cohorts.next_due_at(now, wait)
         timeout = IDLE_TICK_SECONDS if due_at is None else max(0.001, due_at - now)
         self._wake.clear()
@@ -322,7 +346,7 @@ class Pipeline:
         self._metrics.rebalances.labels("revoke").inc()
         revoked = set(partitions)
         deadline = self._clock() + self.settings.deadlines.revoke_flush_seconds
-        if self.closing:  # the shutdown drain already ran (and warned if it fell short)
+        if self.mode is Mode.STOPPED:  # the shutdown drain ran (and warned if it fell short)
             self.drop(revoked)
         elif not await self.drain(revoked, deadline):
             log.warning("revoke deadline passed; uncommitted changes will be redelivered")
@@ -339,6 +363,8 @@ class Pipeline:
         self.tracker.forget(partitions)
 
     async def stop(self) -> None:
+        """After the shutdown drain: stop every delivery; a later revoke only drops."""
+        self.mode = Mode.STOPPED
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

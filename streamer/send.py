@@ -13,9 +13,10 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from streamer._fastpath import Members
+from streamer.backoff import Uniform, rate_limit_hold, retry_delay
 from streamer.classify import Outcome, Verdict, classify
 from streamer.client import CohortSyncClient
 from streamer.config import ConfigError, MoEngageConfig
@@ -41,14 +42,17 @@ class Sender:
         dlq: DeadLetterWriter,
         metrics: Metrics,
         gate: ApiGate,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        uniform: Uniform = random.uniform,
     ) -> None:
         self._config = config
+        self._sleep = sleep  # tests pass fakes for the waits and the jitter
+        self._uniform = uniform
         self._client = client
         self._limiter = limiter
         self._dlq = dlq
         self._metrics = metrics
         self.gate = gate
-        self.inflight = 0
 
     async def deliver(self, shipment: Shipment, settle: Settle) -> None:
         """Send each parcel of `shipment` not settled yet; `settle` runs once per parcel, after
@@ -96,6 +100,8 @@ class Sender:
                 await self._reject(cohort_id, members, reason, f"HTTP {status}: {outcome.cause}")
                 return
             else:  # SPLIT (413) or BISECT (400 about members): send each half on its own
+                if verdict is Verdict.SPLIT:
+                    self._metrics.retries.labels(outcome.cause).inc()
                 first, rest = members.halves()
                 await self._send(cohort_id, envelope, first)
                 await self._send(cohort_id, envelope, rest)
@@ -106,13 +112,11 @@ class Sender:
         await self._limiter.acquire()
         started = time.perf_counter()
         self._metrics.rate_limiter_wait.observe(started - waited)
-        self.inflight += 1
         self._metrics.inflight_requests.inc()
         try:
             resp = await self._client.post(data)
         finally:
             self._limiter.release()
-            self.inflight -= 1
             self._metrics.inflight_requests.dec()
         self._metrics.request_duration.labels(action).observe(time.perf_counter() - started)
         if resp.failure is not None:
@@ -125,17 +129,12 @@ class Sender:
 
     async def _back_off(self, cause: str, attempt: int, retry_after: float | None) -> None:
         self._metrics.retries.labels(cause).inc()
-        cfg = self._config
         if cause == "rate_limited":
-            hold = min(retry_after if retry_after is not None else 1.0, cfg.retry_after_cap_seconds)
-            self._limiter.on_rate_limited(hold)
+            self._limiter.on_rate_limited(rate_limit_hold(retry_after, self._config))
             self._metrics.rate_limit.set(self._limiter.limit)
-        ceiling = min(cfg.retry_max_seconds, cfg.retry_initial_seconds * 2 ** min(attempt, 20))
-        delay = random.uniform(0, ceiling)  # full jitter: retries of many cohorts spread out
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, cfg.retry_after_cap_seconds))
+        delay = retry_delay(attempt, retry_after, self._config, self._uniform)
         log.debug("retrying after %.2fs (%s, attempt %d)", delay, cause, attempt)
-        await asyncio.sleep(delay)
+        await self._sleep(delay)
 
     async def _wait_until_usable(self, refusal: Outcome) -> None:
         """After a 401/403 or a 3xx: close the gate and wait `auth_retry_seconds` (a person has
@@ -143,7 +142,7 @@ class Sender:
         401/403, so a rotated Secret heals without a restart."""
         self._metrics.retries.labels(refusal.verdict.value).inc()
         self.gate.close(refusal.verdict, refusal.cause)
-        await asyncio.sleep(self._config.auth_retry_seconds)
+        await self._sleep(self._config.auth_retry_seconds)
         if refusal.verdict is not Verdict.AUTH:
             return
         try:

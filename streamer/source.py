@@ -3,7 +3,9 @@
 confluent-kafka is synchronous and its rebalance callbacks run inside consume(); funnelling
 consume, commit, pause/resume and close through one single-thread executor means callbacks and
 commits never race. Callbacks hand their work to the event loop and wait with a deadline; the
-loop never waits on this thread synchronously, so that cannot deadlock.
+loop never waits on this thread synchronously, so that cannot deadlock. This module decides
+nothing: what happens on a rebalance, and when offsets are committed, is the RebalanceHandler's
+(committer.py); a revoke's commit runs here only because it must run on this thread.
 """
 
 from __future__ import annotations
@@ -41,11 +43,30 @@ def _raise_if_fatal(exc: KafkaException) -> None:
         raise FatalKafkaError(err.str()) from None
 
 
+class CommitResult(NamedTuple):
+    """What the broker stored of one commit, partition by partition."""
+
+    done: dict[TP, int]
+    failed: dict[TP, str]  # the reason, from librdkafka
+
+
+# commits synchronously on the consumer thread (inside a rebalance callback)
+CommitNow = Callable[[dict[TP, int]], CommitResult]
+
+
 class RebalanceHandler(Protocol):
-    """What the pipeline does on assignment changes; runs on the event loop."""
+    """What is done on assignment changes. The async methods run on the event loop."""
 
     async def assigned(self, partitions: list[TP]) -> None: ...
-    async def revoking(self, partitions: list[TP]) -> dict[TP, int]: ...
+
+    async def revoking(self, partitions: list[TP]) -> dict[TP, int]:
+        """Flush what these partitions hold; returns the offsets to commit before release."""
+        ...
+
+    def commit_revoked(self, points: dict[TP, int], commit: CommitNow) -> None:
+        """Runs on the consumer thread right after revoking(), before the partitions go."""
+        ...
+
     async def lost(self, partitions: list[TP]) -> None: ...
 
 
@@ -77,13 +98,6 @@ def consumer_settings(config: KafkaConfig) -> dict[str, Any]:
         }
     )
     return settings
-
-
-class CommitResult(NamedTuple):
-    """What the broker stored of one commit, partition by partition."""
-
-    done: dict[TP, int]
-    failed: dict[TP, str]  # the reason, from librdkafka
 
 
 def commit_offsets(consumer: Consumer, points: dict[TP, int]) -> CommitResult:
@@ -131,15 +145,10 @@ def _reason(exc: KafkaException) -> str:
 
 
 class KafkaSource:
-    def __init__(
-        self,
-        config: KafkaConfig,
-        handler: RebalanceHandler,
-        revoke_deadline_seconds: float,
-    ) -> None:
+    def __init__(self, config: KafkaConfig, revoke_deadline_seconds: float) -> None:
         self._config = config
         self._settings = consumer_settings(config)
-        self._handler = handler
+        self._handler: RebalanceHandler | None = None  # set by subscribe()
         self._revoke_deadline = revoke_deadline_seconds
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._consumer: Consumer | None = None
@@ -162,9 +171,10 @@ class KafkaSource:
         self._consumer = await self._call(lambda: Consumer(settings))
         await self._call(self._check_topics)
 
-    async def subscribe(self) -> None:
+    async def subscribe(self, handler: RebalanceHandler) -> None:
         """Join the group: only once every start-up check passed, so a process that cannot
-        start never makes the group rebalance."""
+        start never makes the group rebalance. `handler` serves the assignment changes."""
+        self._handler = handler
         await self._call(
             lambda: self._require().subscribe(
                 list(self._config.topics),
@@ -324,23 +334,24 @@ class KafkaSource:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment_received = True
-        self._run_on_loop(self._handler.assigned(tps), timeout=30)
+        self._run_on_loop(self._subscribed().assigned(tps), timeout=30)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.generation += 1
-        points = self._run_on_loop(self._handler.revoking(tps), timeout=self._revoke_deadline + 5)
-        if points:
-            result = commit_offsets(consumer, points)
-            if result.done:
-                log.info("committed %d revoked partition(s) before release", len(result.done))
-            for (t, p), reason in sorted(result.failed.items()):
-                log.warning("commit of revoked %s[%d] failed (redelivered): %s", t, p, reason)
+        handler = self._subscribed()
+        points = self._run_on_loop(handler.revoking(tps), timeout=self._revoke_deadline + 5)
+        handler.commit_revoked(points or {}, lambda offsets: commit_offsets(consumer, offsets))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.generation += 1
-        self._run_on_loop(self._handler.lost(tps), timeout=30)
+        self._run_on_loop(self._subscribed().lost(tps), timeout=30)
+
+    def _subscribed(self) -> RebalanceHandler:
+        if self._handler is None:
+            raise RuntimeError("rebalance callback before subscribe()")
+        return self._handler
 
     def _run_on_loop(self, coro: Coroutine[Any, Any, T], timeout: float) -> T | None:
         if self._loop is None:

@@ -18,7 +18,7 @@ from streamer.batch import (
     pick_largest,
 )
 from streamer.offsets import OffsetTracker, PendingRange, TopicPartition
-from tests.test_payload import member_bytes
+from tests.fixtures.bodies import member_bytes
 
 P0: TopicPartition = ("events", 0)
 P1: TopicPartition = ("events", 1)

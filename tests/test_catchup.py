@@ -15,8 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.payload import Envelope, pack
+from streamer.payload import Envelope
 from streamer.sample import SampleLog, generate
+from tests.fixtures.bodies import pack_one_by_one
 from tests.fixtures.emulator import EmulatorClient
 from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.streamer import StreamerRig
@@ -37,7 +38,8 @@ SLOW_FIRST_FETCH_SETTINGS = {"narrow fetches": NARROW, "slow fetches": SLOW}
 
 def fewest_requests(log: SampleLog) -> int:
     """The lower bound: per cohort and action, the bodies its final uids need when packed
-    together (last write per cohort and uid wins, as the streamer coalesces)."""
+    together (last write per cohort and uid wins, as the streamer coalesces), by the
+    reference packer (tests/fixtures/bodies.py)."""
     last: dict[tuple[str, str], bool] = {}
     for _key, value in log.messages:
         event = orjson.loads(value)
@@ -49,7 +51,7 @@ def fewest_requests(log: SampleLog) -> int:
     for (cohort, add), uids in streams.items():
         action = "add_members" if add else "remove_members"
         envelope = Envelope(action, PARTNER, cohort, log.names[cohort], None)
-        bodies, too_large = pack(envelope, sorted(uids), MAX_PAYLOAD)
+        bodies, too_large = pack_one_by_one(envelope, sorted(uids), MAX_PAYLOAD)
         assert not too_large
         total += len(bodies)
     return total

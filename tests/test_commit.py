@@ -20,7 +20,7 @@ from streamer.devkafka import create_topic
 from streamer.metrics import Metrics
 from streamer.offsets import OffsetTracker
 from streamer.offsets import TopicPartition as TP
-from streamer.source import KafkaSource, commit_offsets
+from streamer.source import CommitNow, KafkaSource, commit_offsets
 from tests.fixtures.kafka import MakeTopic
 
 
@@ -30,6 +30,9 @@ class NoRebalanceWork:
 
     async def revoking(self, partitions: list[TP]) -> dict[TP, int]:
         return {}
+
+    def commit_revoked(self, points: dict[TP, int], commit: CommitNow) -> None:
+        return None
 
     async def lost(self, partitions: list[TP]) -> None:
         return None
@@ -48,9 +51,9 @@ async def started_source(bootstrap: str, topic: str, group: str) -> KafkaSource:
     config = KafkaConfig(
         bootstrap_servers=bootstrap, group_id=group, topics=[topic], dlq_topic="unused"
     )
-    source = KafkaSource(config, NoRebalanceWork(), revoke_deadline_seconds=5)
+    source = KafkaSource(config, revoke_deadline_seconds=5)
     await source.start()
-    await source.subscribe()
+    await source.subscribe(NoRebalanceWork())
     for _ in range(100):  # join the group: consume until the assignment arrives
         await source.consume(10, 0.2)
         if source.assignment_received:
@@ -81,7 +84,7 @@ async def test_a_refused_partition_is_retried_and_never_holds_back_the_others(
         bad = {(f"gone-{unique_group}", p): 5 for p in range(refused)}
         tracker = tracker_with({**good, **bad})
         metrics = Metrics()
-        committer = Committer(source, tracker, metrics)
+        committer = Committer(source, NoRebalanceWork(), tracker, metrics, interval_seconds=5)
         with caplog.at_level(logging.WARNING, logger="streamer.committer"):
             await committer.commit()
         assert stored_offsets(kafka_bootstrap, unique_group, list(good)) == good
@@ -111,7 +114,7 @@ async def test_a_refused_partition_commits_once_the_cause_is_fixed(
     try:
         tracker = tracker_with({(topic, 0): 3, (later, 0): 2})
         metrics = Metrics()
-        committer = Committer(source, tracker, metrics)
+        committer = Committer(source, NoRebalanceWork(), tracker, metrics, interval_seconds=5)
         await committer.commit()
         assert set(tracker.commit_points()) == {(later, 0)}
         create_topic(kafka_bootstrap, later, 1)

@@ -1,46 +1,49 @@
-"""streamer/payload.py: Cohort Sync bodies are valid, packed close to the limit, never over."""
+"""Cohort Sync bodies (streamer/payload.py's envelope, members written in Rust by a seal) are
+valid, packed close to the limit, never over, and byte-equal to the reference packer's."""
 
 from __future__ import annotations
 
 import itertools
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.payload import Body, Envelope, pack
+from streamer.batch import CohortBuffer, Take
+from streamer.payload import Envelope
+from streamer.seal import seal
+from tests.fixtures.bodies import member_bytes, overhead, pack_one_by_one
+from tests.test_batch import P0, Feed
 
 PARTNER = "cohort-streamer"
 MAX = 128_000
 
 
-def member_bytes(uid: str) -> bytes:
-    """A member as orjson writes it: the reference the native packer must match byte for byte."""
-    return b'{"uid":' + orjson.dumps(uid) + b"}"
+class Body(NamedTuple):
+    data: bytes
+    uids: list[str]
 
 
-def pack_one_by_one(env: Envelope, uids: list[str], max_bytes: int) -> tuple[list[Body], list[str]]:
-    """The reference packer: each member serialized by orjson and measured on its own."""
-    bodies: list[Body] = []
-    too_large: list[str] = []
-    members: list[bytes] = []
-    chunk: list[str] = []
-    for uid in uids:
-        member = member_bytes(uid)
-        if env.overhead + len(member) > max_bytes:
-            too_large.append(uid)
-            continue
-        if members and len(env.head + b",".join([*members, member]) + env.tail) > max_bytes:
-            bodies.append(Body(env.head + b",".join(members) + env.tail, chunk))
-            members, chunk = [], []
-        members.append(member)
-        chunk.append(uid)
-    if members:
-        bodies.append(Body(env.head + b",".join(members) + env.tail, chunk))
-    return bodies, too_large
+def pack(env: Envelope, uids: list[str], max_bytes: int) -> tuple[list[Body], list[str]]:
+    """What the streamer sends for these (distinct) uids: a buffer of the envelope's cohort
+    holding them, sealed whole, as the dispatcher does."""
+    params = orjson.loads(env.head + env.tail)["parameters"]
+    buf = CohortBuffer(params["cohort_id"], 0.0)
+    buf.name = params["cohort_name"]
+    buf.description = params.get("cohort_description")
+    add = env.action == "add_members"
+    Feed(P0).batch(buf, [(uid, add, P0) for uid in uids])
+    shipment = seal(buf, PARTNER, max_bytes, Take.EVERYTHING)
+    bodies = [Body(parcel.data, parcel.members.uids()) for parcel in shipment.parcels]
+    return bodies, [uid for members in shipment.too_large for uid in members.uids()]
+
+
+def reference(env: Envelope, uids: list[str], max_bytes: int) -> tuple[list[Body], list[str]]:
+    bodies, too_large = pack_one_by_one(env, uids, max_bytes)
+    return [Body(*body) for body in bodies], too_large
 
 
 def envelope(
@@ -91,7 +94,7 @@ def check_pack(
     # every uid exactly once, order preserved, too-large ones reported and left out
     assert [u for b in bodies for u in b.uids] == fitting
     assert sorted(too_large) == sorted(
-        u for u in uids if env.overhead + len(member_bytes(u)) > max_bytes
+        u for u in uids if overhead(env) + len(member_bytes(u)) > max_bytes
     )
     for b in bodies:
         parse(b, env, cohort_id, name, description)
@@ -139,7 +142,7 @@ def test_no_uids_no_bodies() -> None:
 def test_envelope_overhead_is_the_empty_body() -> None:
     env = envelope(description="d")
     empty = env.head + env.tail
-    assert len(empty) == env.overhead
+    assert len(empty) == overhead(env)
     assert empty.endswith(b'"members":[]}}')
     assert orjson.loads(empty)["parameters"] == {
         "cohort_name": "Cohort One",
@@ -158,16 +161,16 @@ def test_many_uuids_fill_bodies_close_to_128k() -> None:
     for b in bodies[:-1]:
         assert MAX - member < len(b.data) <= MAX
     # the lower bound on the number of requests is met: each body holds as many as fit
-    per_body = (MAX - envelope().overhead + 1) // member
+    per_body = (MAX - overhead(envelope()) + 1) // member
     assert all(len(b.uids) == per_body for b in bodies[:-1])
     assert len(bodies) == -(-len(uids) // per_body)
 
 
 def test_exact_boundary_body_of_max_bytes_is_allowed() -> None:
     env = envelope()
-    room = 1000 - env.overhead
+    room = 1000 - overhead(env)
     uid = "u" * (room - len(member_bytes("")))
-    assert env.overhead + len(member_bytes(uid)) == 1000
+    assert overhead(env) + len(member_bytes(uid)) == 1000
     bodies, too_large = check_pack([uid], 1000)
     assert too_large == []
     assert len(bodies[0].data) == 1000
@@ -179,7 +182,7 @@ def test_exact_boundary_body_of_max_bytes_is_allowed() -> None:
 def test_exact_boundary_with_two_members() -> None:
     env = envelope()
     first = "a" * 50
-    budget = 1000 - env.overhead - len(member_bytes(first)) - 1
+    budget = 1000 - overhead(env) - len(member_bytes(first)) - 1
     second = "b" * (budget - len(member_bytes("")))
     bodies, _ = check_pack([first, second], 1000)
     assert [len(b.data) for b in bodies] == [1000]
@@ -234,7 +237,7 @@ def test_too_large_uid_is_reported_and_the_rest_still_sent_in_order() -> None:
 
 def test_max_below_envelope_makes_everything_too_large() -> None:
     env = envelope()
-    bodies, too_large = pack(env, ["a", "b"], env.overhead)
+    bodies, too_large = pack(env, ["a", "b"], overhead(env))
     assert bodies == []
     assert too_large == ["a", "b"]
 
@@ -255,7 +258,7 @@ uid_text = st.text(
 @settings(max_examples=200, deadline=None)
 def test_pack_property(uids: list[str], extra: int, description: str | None, name: str) -> None:
     env = envelope(name=name, description=description)
-    max_bytes = env.overhead + extra
+    max_bytes = overhead(env) + extra
     check_pack(uids, max_bytes, env=env, name=name, description=description)
 
 
@@ -269,5 +272,5 @@ def test_native_packing_equals_orjson_one_by_one(uids: list[str], extra: int, na
     """Members are written in Rust; byte-exact with orjson for any uid (escapes, control
     characters, non-ASCII), including which uids fit in no body."""
     env = envelope(name=name)
-    max_bytes = env.overhead + extra
-    assert pack(env, uids, max_bytes) == pack_one_by_one(env, uids, max_bytes)
+    max_bytes = overhead(env) + extra
+    assert pack(env, uids, max_bytes) == reference(env, uids, max_bytes)

@@ -97,7 +97,7 @@ def ends(messages: list[Message]) -> dict[TopicPartition, int]:
 async def drain_by(how: str, p: Pipeline, end: dict[TopicPartition, int]) -> None:
     """Send everything buffered the way `how` makes cohorts due, until nothing is held."""
     if how == "shutdown":
-        p.flush_everything = True
+        p.start_flush()
         assert await p.drain(None, p._clock() + 30)
     elif how == "revoke":
         assert await p.revoking(PARTITIONS) == end
@@ -147,7 +147,7 @@ async def test_after_a_drain_no_cohort_is_tracked_and_each_was_sent_once(
     p = pipeline(sender, **settings)
     await p.assigned(PARTITIONS)
     messages, expected = log(cohorts, members)
-    p.backlogged = backlogged
+    p.track_backlog(backlogged)
     dispatcher = asyncio.create_task(p.dispatch_forever())
     try:
         for start in range(0, len(messages), 500):

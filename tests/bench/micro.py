@@ -75,7 +75,7 @@ async def main(events: int, repeat: int) -> dict[str, float]:
     log = messages(events, 50, 500_000)
     gc.collect()
     gc.freeze()
-    gc.set_threshold(1_000_000, 10, 10)  # as the streamer runs (app.tune_gc)
+    gc.set_threshold(1_000_000, 10, 10)  # as the streamer runs (gctune.tune_gc)
     runs = [measure(log) for _ in range(repeat)]
     best_ingest = min(r[0] for r in runs) / events * 1e6
     best_seal = min(r[1] for r in runs) / events * 1e6

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Producer
 
-from streamer.payload import Envelope, pack
+from streamer.payload import Envelope
+from tests.fixtures.bodies import pack_one_by_one
 
 MAX_PAYLOAD_BYTES = 128_000
 
@@ -114,8 +115,9 @@ def _by_cohort(pairs: np.ndarray, ids: list[str], uids: list[str]) -> dict[str, 
 
 def lower_bound(backlog: Backlog, partner: str) -> dict[str, Any]:
     """Fewest requests any streamer could send for this log: per cohort, ceil(net adds / members
-    per 128,000-byte body) + the same for net removes. Members per body come from the real packer
-    (streamer.payload) on this cohort's envelope and uid length (all bench uids are one length).
+    per 128,000-byte body) + the same for net removes. Members per body come from the reference
+    packer (tests/fixtures/bodies.py, byte-equal to the streamer's) on this cohort's envelope and
+    uid length (all bench uids are one length).
     """
     requests = 0
     capacities: set[int] = set()
@@ -138,10 +140,11 @@ def lower_bound(backlog: Backlog, partner: str) -> dict[str, Any]:
 
 
 def members_per_body(envelope: Envelope, uid_length: int) -> int:
-    """How many uids of this length the real packer puts into one full body."""
+    """How many uids of this length the reference packer puts into one full body."""
     probe = ["u" * uid_length] * (MAX_PAYLOAD_BYTES // uid_length + 1)
-    bodies, _ = pack(envelope, probe, MAX_PAYLOAD_BYTES)
-    return len(bodies[0].uids)
+    bodies, _ = pack_one_by_one(envelope, probe, MAX_PAYLOAD_BYTES)
+    _data, carried = bodies[0]
+    return len(carried)
 
 
 def producer(bootstrap: str, linger_ms: int = 50) -> Producer:
