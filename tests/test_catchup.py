@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streamer.dev.sample import SampleLog, generate
 from streamer.payload import Envelope, pack
-from streamer.sample import SampleLog, generate
 from tests.fixtures.emulator import EmulatorClient
 from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.streamer import StreamerRig

@@ -6,7 +6,7 @@ import time
 
 import psutil
 
-from streamer.sample import generate
+from streamer.dev.sample import generate
 from tests.fixtures.streamer import Sampler, StreamerRig, http_get, metric, wait_for
 
 MIB = 2**20

@@ -30,11 +30,11 @@ import yaml
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from streamer.devkafka import client_conf, create_topic
+from streamer.dev.devkafka import client_conf, create_topic
+from streamer.dev.harness import StreamerProcess, wait_caught_up, write_config
+from streamer.dev.sample import generate, produce
 from streamer.emulator import EmulatorThread
-from streamer.harness import StreamerProcess, wait_caught_up, write_config
 from streamer.metrics import DLQ_REASONS, Metrics
-from streamer.sample import generate, produce
 from tests.fixtures.emulator import API_KEY, WORKSPACE_ID, EmulatorClient, default_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streamer.harness import write_config
-from streamer.sample import generate
+from streamer.dev.harness import write_config
+from streamer.dev.sample import generate
 from tests.fixtures.streamer import StreamerRig, wait_for
 
 

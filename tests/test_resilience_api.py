@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.sample import SampleLog, generate
+from streamer.dev.sample import SampleLog, generate
 from tests.fixtures.streamer import Sampler, StreamerRig, http_get, metric, wait_for
 
 RETRIES = "cohort_streamer_retries_total"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import orjson
 
-from streamer.harness import StreamerProcess
+from streamer.dev.harness import StreamerProcess
 from tests.fixtures.streamer import StreamerRig, http_get, wait_for
 
 UNLIMITED = 10_000_000

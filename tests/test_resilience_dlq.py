@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from streamer.devkafka import create_topic
+from streamer.dev.devkafka import create_topic
 from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.streamer import DeadLetter, StreamerRig, http_get, metric, wait_for
 from tests.test_resilience_config import CREDENTIALS, _assert_one_clear_line, _config, _run

@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.sample import generate
+from streamer.dev.sample import generate
 from tests.fixtures.hostile_api import Answer, Forward, MakeHostileApi, Received
 from tests.fixtures.streamer import StreamerRig, http_get, metric, wait_for
 

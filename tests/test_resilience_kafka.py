@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from streamer.devkafka import DevKafka
-from streamer.harness import StreamerProcess
-from streamer.sample import INVALID_SAMPLES, SampleLog, generate
+from streamer.dev.devkafka import DevKafka
+from streamer.dev.harness import StreamerProcess
+from streamer.dev.sample import INVALID_SAMPLES, SampleLog, generate
 from tests.fixtures.streamer import DeadLetter, StreamerRig, http_get, metric, wait_for
 
 # a member that dies without leaving is noticed after the session timeout: keep it short

@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.harness import write_config
+from streamer.dev.harness import write_config
 from streamer.segments import ANSWER_CAP_BYTES
 from tests.fixtures.emulator import EmulatorClient
 from tests.fixtures.hostile_api import Answer, Forward, MakeHostileApi

@@ -11,7 +11,7 @@ import signal
 import time
 from pathlib import Path
 
-from streamer.sample import generate
+from streamer.dev.sample import generate
 from tests.fixtures.streamer import StreamerRig, wait_for
 
 

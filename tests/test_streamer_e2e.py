@@ -10,7 +10,7 @@ import time
 import orjson
 
 from streamer.decode import REASONS
-from streamer.sample import INVALID_SAMPLES, generate
+from streamer.dev.sample import INVALID_SAMPLES, generate
 from tests.fixtures.streamer import StreamerRig, http_get, wait_for
 
 

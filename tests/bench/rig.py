@@ -26,8 +26,8 @@ from typing import Any
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
-from streamer.devkafka import THROUGHPUT_JVM_OPTS, DevKafka, create_topic, free_port
-from streamer.harness import StreamerProcess, write_config
+from streamer.dev.devkafka import THROUGHPUT_JVM_OPTS, DevKafka, create_topic, free_port
+from streamer.dev.harness import StreamerProcess, write_config
 
 REPO = Path(__file__).resolve().parents[2]
 WORKSPACE_ID = "bench-workspace"
