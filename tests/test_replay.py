@@ -10,7 +10,8 @@ from pathlib import Path
 
 from streamer.dev.harness import write_config
 from streamer.dev.sample import generate
-from tests.fixtures.streamer import StreamerRig, wait_for
+from tests.fixtures.observe import wait_for
+from tests.fixtures.streamer import StreamerRig
 
 
 def replay(rig: StreamerRig, *args: str) -> subprocess.CompletedProcess[str]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import orjson
 
 from streamer.dev.harness import StreamerProcess
-from tests.fixtures.streamer import StreamerRig, http_get, wait_for
+from tests.fixtures.observe import http_get, wait_for
+from tests.fixtures.streamer import StreamerRig
 
 UNLIMITED = 10_000_000
 TRACKED = "cohort_streamer_cohorts_tracked"

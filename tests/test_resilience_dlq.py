@@ -23,7 +23,8 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from streamer.dev.devkafka import create_topic
 from tests.fixtures.kafka import MakeTopic
-from tests.fixtures.streamer import DeadLetter, StreamerRig, http_get, metric, wait_for
+from tests.fixtures.observe import http_get, metric, wait_for
+from tests.fixtures.streamer import DeadLetter, StreamerRig
 from tests.test_resilience_config import CREDENTIALS, _assert_one_clear_line, _config, _run
 
 FAILURES = "cohort_streamer_dlq_write_failures_total"

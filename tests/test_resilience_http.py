@@ -18,7 +18,8 @@ import pytest
 
 from streamer.dev.sample import generate
 from tests.fixtures.hostile_api import Answer, Forward, MakeHostileApi, Received
-from tests.fixtures.streamer import StreamerRig, http_get, metric, wait_for
+from tests.fixtures.observe import http_get, metric, wait_for
+from tests.fixtures.streamer import StreamerRig
 
 RETRIES = "cohort_streamer_retries_total"
 REDIRECTING = "cohort_streamer_endpoint_misconfigured"
