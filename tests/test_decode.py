@@ -21,7 +21,7 @@ from streamer.decode import (
     Rejection,
     parse_ts,
 )
-from tests.test_payload import member_bytes
+from tests.fixtures.buffers import member_bytes
 
 FORBIDDEN = '|*?\\:<>=$"'
 MAX_EVENT_BYTES = 65536

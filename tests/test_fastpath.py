@@ -25,7 +25,7 @@ from streamer.dlq import Done, Origin
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.seal import seal
-from tests.test_batch import FakeMessage as Msg
+from tests.fixtures.buffers import FakeMessage as Msg
 
 SCHEMAS = [
     EventsConfig(),

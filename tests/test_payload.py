@@ -12,14 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamer.payload import Body, Envelope, pack
+from tests.fixtures.buffers import member_bytes
 
 PARTNER = "cohort-streamer"
 MAX = 128_000
-
-
-def member_bytes(uid: str) -> bytes:
-    """A member as orjson writes it: the reference the native packer must match byte for byte."""
-    return b'{"uid":' + orjson.dumps(uid) + b"}"
 
 
 def pack_one_by_one(env: Envelope, uids: list[str], max_bytes: int) -> tuple[list[Body], list[str]]:

@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 
 from streamer.batch import CohortBuffer, Take
 from streamer.seal import Shipment, seal
-from tests.test_batch import P0, P1, Feed, actions, settle
-from tests.test_payload import member_bytes
+from tests.fixtures.buffers import P0, P1, Feed, actions, member_bytes, settle
 
 PARTNER = "cohort-streamer"
 
