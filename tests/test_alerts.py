@@ -19,6 +19,8 @@ import yaml
 
 from tests.fixtures.helm import CHART, one, render
 
+pytestmark = pytest.mark.slow  # each case runs promtool: seconds each
+
 RULES = CHART / "rules" / "alerts.yaml"
 RULE_TESTS = CHART / "rules" / "alerts_test.yaml"
 # What issue 6 asks the alerts to cover, by alert name.

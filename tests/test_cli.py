@@ -17,6 +17,8 @@ import pytest
 
 from streamer.cli import SUBCOMMANDS
 
+pytestmark = pytest.mark.slow  # each case starts a fresh interpreter: seconds each
+
 ROOT = Path(__file__).resolve().parents[1]
 NOT_FOR_RUN = ("streamer.dev", "streamer.emulator")
 DEV_MODULES = ("devkafka", "demo", "sample", "harness")

@@ -34,6 +34,8 @@ from tests.fixtures.helm import (
     template_result,
 )
 
+pytestmark = pytest.mark.slow  # runs the real helm (about 10 s for the module)
+
 CI_VALUES = sorted(CHART.glob("ci/*-values.yaml"))
 DEFAULTS = CHART / "ci" / "default-values.yaml"
 # Oldest (Chart.yaml kubeVersion) and newest Kubernetes the manifests must be valid for.

@@ -25,6 +25,8 @@ from tests.fixtures.startup import (
     streamer_config,
 )
 
+pytestmark = pytest.mark.slow  # each case runs the real `cohort-streamer run`: seconds each
+
 
 def _closed_port() -> int:
     return free_port()  # bound and released at once: nothing listens there

@@ -14,6 +14,8 @@ from streamer.segments import ANSWER_CAP_BYTES
 from tests.fixtures.emulator import EmulatorClient
 from tests.fixtures.hostile_api import Answer, Forward, MakeHostileApi
 
+pytestmark = pytest.mark.slow  # each case runs the real `cohort-streamer segments`
+
 
 def segments(
     emulator: EmulatorClient,
