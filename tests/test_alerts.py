@@ -17,8 +17,10 @@ from typing import Any
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-CHART = ROOT / "helm" / "cohort-streamer"
+from tests.fixtures.helm import CHART, one, render
+
+pytestmark = pytest.mark.slow  # each case runs promtool: seconds each
+
 RULES = CHART / "rules" / "alerts.yaml"
 RULE_TESTS = CHART / "rules" / "alerts_test.yaml"
 # What issue 6 asks the alerts to cover, by alert name.
@@ -136,10 +138,7 @@ def test_unit_tests_catch_an_alert_that_always_fires(name: str, tmp_path: Path) 
 
 def test_the_chart_prometheusrule_passes_promtool(tmp_path: Path) -> None:
     """What the chart deploys (file + additional labels - disabled alerts) is a valid rule file."""
-    from tests.test_helm import CHART as HELM_CHART
-    from tests.test_helm import one, render
-
-    manifests = render(HELM_CHART / "ci" / "existing-secret-monitoring-values.yaml")
+    manifests = render(CHART / "ci" / "existing-secret-monitoring-values.yaml")
     spec = one(manifests, "PrometheusRule")["spec"]
     rule_file = tmp_path / "deployed-rules.yaml"
     rule_file.write_text(yaml.safe_dump({"groups": spec["groups"]}, sort_keys=False))

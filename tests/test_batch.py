@@ -2,101 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from streamer._fastpath import MEMBER_OVERHEAD
 from streamer.batch import (
     Cohort,
     CohortBuffer,
-    Entry,
     Pick,
-    SourceMessage,
     Take,
     Timing,
     due,
     pick_due,
     pick_largest,
 )
-from streamer.offsets import OffsetTracker, PendingRange, TopicPartition
 from tests.fixtures.bodies import member_bytes
-
-P0: TopicPartition = ("events", 0)
-P1: TopicPartition = ("events", 1)
-
-
-@dataclass
-class FakeMessage:
-    _value: bytes | None
-    _topic: str = "events"
-    _partition: int = 0
-    _offset: int = 0
-    _key: bytes | None = None
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_700_000_000_000 + self._offset)
-
-
-def _protocol_check(msg: FakeMessage) -> SourceMessage:
-    return msg  # mypy: the fake satisfies the protocol
-
-
-class Feed:
-    """Puts events into buffers the way the pipeline does: one range per (batch, partition)."""
-
-    def __init__(self, *tps: TopicPartition) -> None:
-        self.tracker = OffsetTracker()
-        self.tracker.assign(list(tps or (P0,)))
-        self.next_offset: dict[TopicPartition, int] = {}
-
-    def batch(
-        self, buf: CohortBuffer, events: list[tuple[str, bool, TopicPartition]]
-    ) -> list[Entry | None]:
-        """Returns what each event superseded."""
-        ranges: dict[TopicPartition, PendingRange] = {}
-        superseded = []
-        for uid, add, tp in events:
-            offset = self.next_offset.get(tp, 0)
-            self.next_offset[tp] = offset + 1
-            rng = ranges.get(tp)
-            if rng is None:
-                rng = ranges[tp] = self.tracker.track(tp, offset, offset, 0)
-            rng.pending += 1
-            rng.last = offset
-            value = f'{{"uid":"{uid}","action":"{"enter" if add else "exit"}"}}'.encode()
-            entry: Entry = (
-                add, value, 1_700_000_000_000 + offset, rng, uid.encode(), offset, len(value)
-            )
-            superseded.append(buf.put(uid, entry))
-        self.tracker.consumed(ranges.values())
-        return superseded
-
-    def watermarks(self) -> dict[TopicPartition, int]:
-        return self.tracker.commit_points()
-
-
-def settle(entries: list[Entry]) -> None:
-    for entry in entries:
-        entry[3].pending -= 1
-
-
-def actions(buf: CohortBuffer) -> tuple[list[str], list[str]]:
-    adds = [uid for uid, e in buf.entries.items() if e[0]]
-    return adds, [uid for uid, e in buf.entries.items() if not e[0]]
+from tests.fixtures.buffers import P0, P1, Feed, actions, settle
 
 
 def member_size(uid: str) -> int:

@@ -10,9 +10,12 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.bench import micro, run
 
 
+@pytest.mark.slow
 def test_bench_smoke_run_produces_a_sane_report(kafka_bootstrap: str, tmp_path: Path) -> None:
     out = tmp_path / "results"
     argv = ["--smoke", "--bootstrap", kafka_bootstrap, "--out", str(out),

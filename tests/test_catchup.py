@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streamer.dev.sample import SampleLog, generate
 from streamer.payload import Envelope
-from streamer.sample import SampleLog, generate
 from tests.fixtures.bodies import pack_one_by_one
 from tests.fixtures.emulator import EmulatorClient
 from tests.fixtures.kafka import MakeTopic

@@ -17,10 +17,8 @@ from streamer.batch import Cohort, Pick, Take, Timing, due, pick_due, pick_large
 from streamer.cohorts import ActiveCohorts
 from streamer.offsets import TopicPartition
 from streamer.seal import Shipment, seal
-from tests.test_batch import Feed
+from tests.fixtures.buffers import P0, P1, Feed
 
-P0: TopicPartition = ("events", 0)
-P1: TopicPartition = ("events", 1)
 # a body's envelope is ~100 bytes and a member's estimate ~43 bytes: five members fill one
 FULL_BYTES = 200
 IDS = [f"c{i}" for i in range(6)]

@@ -16,7 +16,7 @@ from confluent_kafka.admin import AdminClient
 
 from streamer.committer import Committer
 from streamer.config import KafkaConfig
-from streamer.devkafka import create_topic
+from streamer.dev.devkafka import create_topic
 from streamer.metrics import Metrics
 from streamer.offsets import OffsetTracker
 from streamer.offsets import TopicPartition as TP

@@ -25,7 +25,7 @@ from streamer.dlq import Done, Origin
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.seal import seal
-from tests.test_batch import FakeMessage as Msg
+from tests.fixtures.buffers import FakeMessage as Msg
 
 SCHEMAS = [
     EventsConfig(),
@@ -100,6 +100,7 @@ def decoders() -> st.SearchStrategy[tuple[Decoder, bytes]]:
     )
 
 
+@pytest.mark.slow
 @given(decoders())
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_native_decode_steps_aside_or_agrees_with_the_careful_path(
@@ -308,6 +309,7 @@ def run(
     return state(p, dlq)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("topics", [("events",), ("events", "other")])
 @given(data=st.data())
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

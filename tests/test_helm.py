@@ -14,7 +14,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +22,22 @@ import pytest
 import yaml
 
 from streamer.config import load_settings
+from tests.fixtures.helm import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    find,
+    helm,
+    helm_binary,
+    one,
+    render,
+    template_result,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-CHART = ROOT / "helm" / "cohort-streamer"
+pytestmark = pytest.mark.slow  # runs the real helm (about 10 s for the module)
+
 CI_VALUES = sorted(CHART.glob("ci/*-values.yaml"))
 DEFAULTS = CHART / "ci" / "default-values.yaml"
-RELEASE, NAMESPACE = "rel", "streaming"
 # Oldest (Chart.yaml kubeVersion) and newest Kubernetes the manifests must be valid for.
 KUBE_VERSIONS = ("1.27.0", "1.37.0")
 CRD_KINDS = {
@@ -38,62 +47,6 @@ CRD_KINDS = {
 CONFIG_PATH = "/etc/cohort-streamer/streamer.yaml"
 DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 SELECTOR_KEYS = {"app.kubernetes.io/name", "app.kubernetes.io/instance"}
-
-
-def helm_binary() -> str:
-    helm = shutil.which("helm")
-    if helm is None:
-        pytest.fail(
-            "helm is not on PATH: run `bash tests/tools/ensure_tools.sh` and put "
-            "${XDG_CACHE_HOME:-$HOME/.cache}/cohort-streamer/bin on PATH",
-            pytrace=False,
-        )
-    return helm
-
-
-def helm(command: str, *args: str, chart: Path = CHART) -> subprocess.CompletedProcess[str]:
-    """`helm COMMAND [NAME] CHART [flags]`: positional arguments first, then the chart."""
-    positional = [a for a in args[:1] if not a.startswith("-")]
-    flags = list(args[len(positional) :])
-    return subprocess.run(
-        [helm_binary(), command, *positional, str(chart), *flags],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def template_result(*values: Path, sets: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """`helm template` of the chart as release RELEASE in NAMESPACE."""
-    flags = ["--namespace", NAMESPACE]
-    for path in values:
-        flags += ["-f", str(path)]
-    for item in sets:
-        flags += ["--set", item]
-    return helm("template", RELEASE, *flags)
-
-
-@cache
-def _render_cached(values: tuple[Path, ...], sets: tuple[str, ...]) -> str:
-    result = template_result(*values, sets=sets)
-    assert result.returncode == 0, f"helm template failed:\n{result.stderr}"
-    return result.stdout
-
-
-def render(*values: Path, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
-    """Rendered manifests (parsed fresh each call, so tests may modify them)."""
-    text = _render_cached(tuple(values), tuple(sets))
-    return [doc for doc in yaml.safe_load_all(text) if doc]
-
-
-def find(manifests: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [m for m in manifests if m["kind"] == kind]
-
-
-def one(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    found = find(manifests, kind)
-    assert len(found) == 1, f"expected one {kind}, got {[m['metadata']['name'] for m in found]}"
-    return found[0]
 
 
 def streamer_config(manifests: list[dict[str, Any]]) -> dict[str, Any]:

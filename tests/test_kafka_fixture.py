@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from streamer.devkafka import DevKafka, client_conf
+from streamer.dev.devkafka import DevKafka, client_conf
 from tests.fixtures.kafka import MakeTopic
 
 
@@ -185,7 +185,7 @@ def test_cli_status_reports_stopped_for_an_empty_dir(tmp_path: Path) -> None:
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "streamer.devkafka", *args],
+        [sys.executable, "-m", "streamer.dev.devkafka", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,8 +6,9 @@ import time
 
 import psutil
 
-from streamer.sample import generate
-from tests.fixtures.streamer import Sampler, StreamerRig, http_get, metric, wait_for
+from streamer.dev.sample import generate
+from tests.fixtures.observe import Sampler, http_get, metric, wait_for
+from tests.fixtures.streamer import StreamerRig
 
 MIB = 2**20
 EVENTS = 200_000

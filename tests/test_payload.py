@@ -16,7 +16,7 @@ from streamer.batch import CohortBuffer, Take
 from streamer.payload import Envelope
 from streamer.seal import seal
 from tests.fixtures.bodies import member_bytes, overhead, pack_one_by_one
-from tests.test_batch import P0, Feed
+from tests.fixtures.buffers import P0, Feed
 
 PARTNER = "cohort-streamer"
 MAX = 128_000

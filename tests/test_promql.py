@@ -13,7 +13,6 @@ import contextlib
 import json
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -30,12 +29,13 @@ import yaml
 from confluent_kafka.admin import AdminClient
 from prometheus_client import CollectorRegistry
 
-from streamer.devkafka import client_conf, create_topic
+from streamer.dev.devkafka import client_conf, create_topic, free_port
+from streamer.dev.harness import StreamerProcess, wait_caught_up, write_config
+from streamer.dev.sample import generate, produce
 from streamer.emulator import EmulatorThread
-from streamer.harness import StreamerProcess, wait_caught_up, write_config
 from streamer.metrics import DLQ_REASONS, Metrics
-from streamer.sample import generate, produce
 from tests.fixtures.emulator import API_KEY, WORKSPACE_ID, EmulatorClient, default_config
+from tests.fixtures.observe import fetch, http_get, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "cohort-streamer"
@@ -51,34 +51,6 @@ GRAFANA_VARIABLES = {
 }
 SELECTOR = re.compile(r"\b(cohort_streamer_[a-z0-9_]+|up)\b(\{[^}]*\})?(?!\s*\()")
 LABEL_VALUES = re.compile(r"^label_values\((.+),\s*(\w+)\)$")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def http_get(url: str, timeout: float = 10) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, err.read()
-    except OSError:
-        return 0, b""
-
-
-def wait_for(
-    condition: Callable[[], bool], timeout: float, what: str, logs: Callable[[], str]
-) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{logs()}")
-        time.sleep(0.25)
 
 
 def dashboard_targets() -> list[tuple[str, dict[str, Any]]]:
@@ -123,7 +95,7 @@ class Prometheus:
     log_file: Path
 
     def api(self, path: str, **params: str) -> dict[str, Any]:
-        status, body = http_get(f"{self.url}{path}?{urllib.parse.urlencode(params)}")
+        status, body = fetch(f"{self.url}{path}?{urllib.parse.urlencode(params)}")
         try:
             doc: dict[str, Any] = json.loads(body)
         except ValueError:
@@ -259,9 +231,9 @@ def _run_and_scrape(
         def ready() -> bool:
             if not streamer.alive():
                 pytest.fail(f"the streamer exited\n{streamer_logs()}")
-            return http_get(f"http://127.0.0.1:{metrics_port}/readyz", timeout=2)[0] == 200
+            return http_get(metrics_port, "/readyz")[0] == 200
 
-        wait_for(ready, 90, "the streamer's /readyz", streamer_logs)
+        wait_for(ready, 90, "the streamer's /readyz", logs=streamer_logs)
         prometheus_proc, prometheus = start_prometheus(tmp_path, metrics_port)
 
         def scraped(samples: int) -> Callable[[], bool]:
@@ -274,7 +246,7 @@ def _run_and_scrape(
 
             return check
 
-        wait_for(scraped(2), 60, "the first scrapes", prometheus.logs)
+        wait_for(scraped(2), 60, "the first scrapes", logs=prometheus.logs)
         log = generate(events=3000, cohorts=8, users=400, seed=5, invalid_every=60)
         produce(kafka_bootstrap, topic, log.messages)
         try:
@@ -283,7 +255,9 @@ def _run_and_scrape(
             pytest.fail(f"{exc}\n{streamer_logs()}")
         # a few scrapes after the last commit and lag update, so rates and gauges are current
         first = prometheus.query(f'count_over_time(up{{job="{JOB}"}}[5m])')["data"]["result"]
-        wait_for(scraped(int(float(first[0]["value"][1])) + 7), 60, "more scrapes", prometheus.logs)
+        wait_for(
+            scraped(int(float(first[0]["value"][1])) + 7), 60, "more scrapes", logs=prometheus.logs
+        )
         yield ScrapedStreamer(prometheus, len(log.messages), log.invalid)
     finally:
         if prometheus_proc is not None:

@@ -8,9 +8,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from streamer.harness import write_config
-from streamer.sample import generate
-from tests.fixtures.streamer import StreamerRig, wait_for
+from streamer.dev.harness import write_config
+from streamer.dev.sample import generate
+from tests.fixtures.observe import wait_for
+from tests.fixtures.streamer import StreamerRig
 
 
 def replay(rig: StreamerRig, *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,8 +13,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.sample import SampleLog, generate
-from tests.fixtures.streamer import Sampler, StreamerRig, http_get, metric, wait_for
+from streamer.dev.sample import SampleLog, generate
+from tests.fixtures.observe import Sampler, http_get, metric, wait_for
+from tests.fixtures.streamer import StreamerRig
 
 RETRIES = "cohort_streamer_retries_total"
 RATE_GAUGE = "cohort_streamer_rate_limit_per_minute"

@@ -9,54 +9,23 @@ traceback, and the API key's value appears nowhere (not even when it is the wron
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.fixtures.streamer import free_port
+from streamer.dev.devkafka import free_port
+from tests.fixtures.startup import (
+    API_KEY,
+    CREDENTIALS,
+    WORKSPACE,
+    assert_one_clear_line,
+    run_streamer,
+    streamer_config,
+)
 
-API_KEY = "sk-live-4f9d2c1e-DO-NOT-PRINT"
-WORKSPACE = "ws-config-test"
-
-
-def _run(
-    tmp_path: Path,
-    config: dict[str, object] | bytes,
-    env: dict[str, str],
-    timeout: float = 30,
-) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "streamer.yaml"
-    raw = config if isinstance(config, bytes) else yaml.safe_dump(config).encode()
-    path.write_bytes(raw)
-    # a clean environment: nothing from the developer's shell may leak into the case
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("STREAMER__", "MOENGAGE_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "streamer.cli", "run", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env={**base, **env},
-        timeout=timeout,
-    )
-
-
-def _config(bootstrap: str, **sections: dict[str, object]) -> dict[str, object]:
-    config: dict[str, object] = {
-        "kafka": {"bootstrap_servers": bootstrap, "dlq_topic": "dlq", "topics": ["events"]},
-        "server": {"host": "127.0.0.1", "port": free_port()},
-    }
-    for name, values in sections.items():
-        existing = config.get(name)
-        config[name] = {**existing, **values} if isinstance(existing, dict) else values
-    return config
-
-
-CREDENTIALS = {"MOENGAGE_WORKSPACE_ID": WORKSPACE, "MOENGAGE_API_KEY": API_KEY}
+pytestmark = pytest.mark.slow  # each case runs the real `cohort-streamer run`: seconds each
 
 
 def _closed_port() -> int:
@@ -136,8 +105,8 @@ def test_config_mistake_gives_one_line_and_exit_2(
     code: int,
     words: tuple[str, ...],
 ) -> None:
-    result = _run(tmp_path, _config(f"127.0.0.1:{_closed_port()}", **sections), env)
-    _assert_one_clear_line(result, code, words)
+    result = run_streamer(tmp_path, streamer_config(f"127.0.0.1:{_closed_port()}", **sections), env)
+    assert_one_clear_line(result, code, words)
 
 
 def test_unreachable_broker_at_start_gives_one_line_and_exit_3(tmp_path: Path) -> None:
@@ -147,37 +116,20 @@ def test_unreachable_broker_at_start_gives_one_line_and_exit_3(tmp_path: Path) -
     give up after the timeout and say which setting points at nothing.
     """
     bootstrap = f"127.0.0.1:{_closed_port()}"
-    config = _config(bootstrap, kafka={"startup_timeout_seconds": 3})
-    result = _run(tmp_path, config, CREDENTIALS)
-    _assert_one_clear_line(result, 3, ("kafka.bootstrap_servers", bootstrap, "3s"))
+    config = streamer_config(bootstrap, kafka={"startup_timeout_seconds": 3})
+    result = run_streamer(tmp_path, config, CREDENTIALS)
+    assert_one_clear_line(result, 3, ("kafka.bootstrap_servers", bootstrap, "3s"))
 
 
 def test_missing_topic_at_start_gives_one_line_and_exit_3(
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
-    config = _config(
+    config = streamer_config(
         kafka_bootstrap,
         kafka={"topics": ["no-such-topic-r5"], "startup_timeout_seconds": 10},
     )
-    result = _run(tmp_path, config, CREDENTIALS)
-    _assert_one_clear_line(result, 3, ("kafka.topics", "no-such-topic-r5", "does not exist"))
-
-
-def _assert_one_clear_line(
-    result: subprocess.CompletedProcess[str], code: int, words: tuple[str, ...]
-) -> None:
-    shown = (
-        f"exit {result.returncode}\n--- stderr ---\n{result.stderr}--- stdout ---\n{result.stdout}"
-    )
-    assert result.returncode == code, shown
-    assert "Traceback" not in result.stderr + result.stdout, shown
-    assert API_KEY not in result.stderr + result.stdout, shown
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, shown
-    line = lines[0]
-    assert line.startswith("cohort-streamer: "), shown
-    for word in words:
-        assert word in line, f"{word!r} missing from the error line: {line}"
+    result = run_streamer(tmp_path, config, CREDENTIALS)
+    assert_one_clear_line(result, 3, ("kafka.topics", "no-such-topic-r5", "does not exist"))
 
 
 # --- issue 13, item 6: every configuration mistake exits 2 naming the key, before connecting ---
@@ -328,10 +280,10 @@ def test_config_mistake_exits_2_naming_the_key_before_connecting(
     words: tuple[str, ...],
 ) -> None:
     with _broker_trap() as (bootstrap, attempts):
-        config = _config(bootstrap, **sections)
+        config = streamer_config(bootstrap, **sections)
         _give_up_on_the_trap_soon(config)
-        result = _run(tmp_path, config, {**CREDENTIALS, **env})
-        _assert_one_clear_line(result, 2, words)
+        result = run_streamer(tmp_path, config, {**CREDENTIALS, **env})
+        assert_one_clear_line(result, 2, words)
         assert attempts() == 0, "the streamer connected to Kafka before refusing its config"
 
 
@@ -341,8 +293,8 @@ def test_config_mistake_exits_2_naming_the_key_before_connecting(
     ids=["not-utf8", "number-too-long-to-read"],
 )
 def test_unreadable_config_file_exits_2_in_one_line(tmp_path: Path, text: bytes) -> None:
-    result = _run(tmp_path, text, CREDENTIALS)
-    _assert_one_clear_line(result, 2, ("--config",))
+    result = run_streamer(tmp_path, text, CREDENTIALS)
+    assert_one_clear_line(result, 2, ("--config",))
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"])
@@ -351,10 +303,10 @@ def test_metrics_port_in_use_exits_2_naming_server_port(tmp_path: Path, host: st
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        config = _config(bootstrap, server={"host": host, "port": port})
+        config = streamer_config(bootstrap, server={"host": host, "port": port})
         _give_up_on_the_trap_soon(config)
-        result = _run(tmp_path, config, CREDENTIALS)
-        _assert_one_clear_line(result, 2, ("server.port", str(port)))
+        result = run_streamer(tmp_path, config, CREDENTIALS)
+        assert_one_clear_line(result, 2, ("server.port", str(port)))
         assert attempts() == 0, "the streamer connected to Kafka before binding its port"
 
 

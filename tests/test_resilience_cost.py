@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import orjson
 
-from streamer.harness import StreamerProcess
-from tests.fixtures.streamer import StreamerRig, http_get, wait_for
+from streamer.dev.harness import StreamerProcess
+from tests.fixtures.observe import http_get, wait_for
+from tests.fixtures.streamer import StreamerRig
 
 UNLIMITED = 10_000_000
 TRACKED = "cohort_streamer_cohorts_tracked"

@@ -21,10 +21,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
-from streamer.devkafka import create_topic
+from streamer.dev.devkafka import create_topic
 from tests.fixtures.kafka import MakeTopic
-from tests.fixtures.streamer import DeadLetter, StreamerRig, http_get, metric, wait_for
-from tests.test_resilience_config import CREDENTIALS, _assert_one_clear_line, _config, _run
+from tests.fixtures.observe import http_get, metric, wait_for
+from tests.fixtures.startup import CREDENTIALS, assert_one_clear_line, run_streamer, streamer_config
+from tests.fixtures.streamer import DeadLetter, StreamerRig
 
 FAILURES = "cohort_streamer_dlq_write_failures_total"
 # librdkafka's producer default (message.max.bytes), below the broker's 1048588 default
@@ -109,12 +110,12 @@ def test_a_missing_dlq_topic_at_start_gives_one_line_and_exit_3(
 ) -> None:
     """Like a missing source topic: refused before consuming anything, naming the key."""
     source = make_topic(partitions=1, prefix="events")
-    config = _config(
+    config = streamer_config(
         kafka_bootstrap,
         kafka={"topics": [source], "dlq_topic": "no-such-dlq-r13", "startup_timeout_seconds": 10},
     )
-    result = _run(tmp_path, config, CREDENTIALS)
-    _assert_one_clear_line(result, 3, ("kafka.dlq_topic", "no-such-dlq-r13", "does not exist"))
+    result = run_streamer(tmp_path, config, CREDENTIALS)
+    assert_one_clear_line(result, 3, ("kafka.dlq_topic", "no-such-dlq-r13", "does not exist"))
 
 
 # --- at run time: the DLQ topic vanishes, or shrinks ----------------------------------------

@@ -16,9 +16,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.sample import generate
+from streamer.dev.sample import generate
 from tests.fixtures.hostile_api import Answer, Forward, MakeHostileApi, Received
-from tests.fixtures.streamer import StreamerRig, http_get, metric, wait_for
+from tests.fixtures.observe import http_get, metric, wait_for
+from tests.fixtures.streamer import StreamerRig
 
 RETRIES = "cohort_streamer_retries_total"
 REDIRECTING = "cohort_streamer_endpoint_misconfigured"

@@ -13,10 +13,11 @@ from typing import Any
 
 import orjson
 
-from streamer.devkafka import DevKafka
-from streamer.harness import StreamerProcess
-from streamer.sample import INVALID_SAMPLES, SampleLog, generate
-from tests.fixtures.streamer import DeadLetter, StreamerRig, http_get, metric, wait_for
+from streamer.dev.devkafka import DevKafka
+from streamer.dev.harness import StreamerProcess
+from streamer.dev.sample import INVALID_SAMPLES, SampleLog, generate
+from tests.fixtures.observe import http_get, metric, wait_for
+from tests.fixtures.streamer import DeadLetter, StreamerRig
 
 # a member that dies without leaving is noticed after the session timeout: keep it short
 FAST_SESSION = {"consumer": {"session.timeout.ms": 3000, "heartbeat.interval.ms": 500}}

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from streamer.batch import CohortBuffer, Take
 from streamer.seal import Shipment, seal
 from tests.fixtures.bodies import member_bytes
-from tests.test_batch import P0, P1, Feed, actions, settle
+from tests.fixtures.buffers import P0, P1, Feed, actions, settle
 
 PARTNER = "cohort-streamer"
 

@@ -9,10 +9,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streamer.harness import write_config
+from streamer.dev.harness import write_config
 from streamer.segments.api import ANSWER_CAP_BYTES
 from tests.fixtures.emulator import EmulatorClient
 from tests.fixtures.hostile_api import Answer, Forward, MakeHostileApi
+
+pytestmark = pytest.mark.slow  # each case runs the real `cohort-streamer segments`
 
 
 def segments(

@@ -25,7 +25,7 @@ from streamer.metrics import Metrics
 from streamer.ratelimit import RateLimiter
 from streamer.seal import Shipment, seal
 from streamer.send import Sender
-from tests.test_batch import P0, Feed
+from tests.fixtures.buffers import P0, Feed
 
 CONFIG = MoEngageConfig(
     retry_initial_seconds=0.5,

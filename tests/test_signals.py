@@ -11,8 +11,9 @@ import signal
 import time
 from pathlib import Path
 
-from streamer.sample import generate
-from tests.fixtures.streamer import StreamerRig, wait_for
+from streamer.dev.sample import generate
+from tests.fixtures.observe import wait_for
+from tests.fixtures.streamer import StreamerRig
 
 
 def _log_lines(path: Path, text: str) -> int:

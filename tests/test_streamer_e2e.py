@@ -10,19 +10,9 @@ import time
 import orjson
 
 from streamer.decode import REASONS
-from streamer.sample import INVALID_SAMPLES, generate
-from tests.fixtures.streamer import StreamerRig, http_get, wait_for
-
-
-def metric(port: int, name: str) -> float:
-    """Sum of every series of one metric on a streamer's /metrics."""
-    status, body = http_get(port, "/metrics")
-    assert status == 200
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+from streamer.dev.sample import INVALID_SAMPLES, generate
+from tests.fixtures.observe import http_get, metric, wait_for
+from tests.fixtures.streamer import StreamerRig
 
 
 def test_final_state_is_last_write_wins_with_invalid_events_dead_lettered(

@@ -18,7 +18,7 @@ import psutil
 import requests
 from confluent_kafka import Consumer
 
-from tests.bench.rig import process_cpu_seconds
+from tests.fixtures.observe import process_cpu_seconds
 
 
 def main(argv: list[str]) -> int:

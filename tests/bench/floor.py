@@ -22,7 +22,7 @@ from confluent_kafka import Consumer
 
 from streamer.config import load_settings
 from streamer.source import consumer_settings
-from tests.bench.rig import process_cpu_seconds
+from tests.fixtures.observe import process_cpu_seconds
 
 
 def main(argv: list[str]) -> int:

@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 from tests.bench import rig
 from tests.bench.live import LiveLoad, latency_summary
 from tests.bench.workload import Backlog, generate_backlog, lower_bound, produce
+from tests.fixtures.observe import http_get, samples, wait_for
 
 SECONDS_PER_MINUTE = 60.0
 
@@ -384,11 +384,11 @@ def latency(ctx: Context, cohorts: int) -> dict[str, Any]:
             batching={"linger_ms": s.linger_ms},
         )  # fmt: skip
         probe = rig.CommitProbe(ctx.broker.bootstrap, group, topic)
-        rig.wait_until(lambda: _ready(streamer), 60, "streamer readiness", 0.1)
+        wait_for(lambda: http_get(streamer.port, "/readyz")[0] == 200, 60, "readiness", 0.1)
         load = LiveLoad(ctx.broker.bootstrap, topic, cohorts, s.latency_rate)
         load.run(s.latency_seconds)
         started = time.monotonic()
-        rig.wait_until(lambda: probe.committed() >= load.produced, s.timeout_s, "drain", 0.2)
+        wait_for(lambda: probe.committed() >= load.produced, s.timeout_s, "drain")
         drain_s = time.monotonic() - started
         acks = emulator.acks()
         stats = emulator.stats()
@@ -416,25 +416,10 @@ def latency(ctx: Context, cohorts: int) -> dict[str, Any]:
     }
 
 
-def _ready(streamer: rig.Streamer) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{streamer.port}/readyz", timeout=2) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 def _histogram_quantile(streamer: rig.Streamer, q: float) -> float | None:
     """The upper bound of the ack-latency histogram bucket holding quantile q (a cross-check)."""
-    url = f"http://127.0.0.1:{streamer.port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as resp:
-        lines = resp.read().decode().splitlines()
     name = "cohort_streamer_event_ack_latency_seconds_bucket"
-    buckets = []
-    for line in lines:
-        if line.startswith(name + "{"):
-            le = line.split('le="', 1)[1].split('"', 1)[0]
-            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    buckets = [(float(labels["le"]), count) for labels, count in samples(streamer.port, name)]
     if not buckets or buckets[-1][1] == 0:
         return None
     total = buckets[-1][1]
@@ -525,7 +510,7 @@ def _enter(cohort: str, uid: str) -> bytes:
 
 def _after_drain(streamer: rig.Streamer, observer: rig.Observer) -> dict[str, Any]:
     """Once every buffer is empty: idle CPU over IDLE_SECONDS, then RSS and cohorts tracked."""
-    rig.wait_until(lambda: streamer.metric(BUFFERED_COHORTS) == 0, 60, "empty buffers", 0.1)
+    wait_for(lambda: streamer.metric(BUFFERED_COHORTS) == 0, 60, "empty buffers", 0.1)
     started, cpu = time.monotonic(), streamer.cpu_seconds()
     time.sleep(IDLE_SECONDS)
     idle = (streamer.cpu_seconds() - cpu) / (time.monotonic() - started)

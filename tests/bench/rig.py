@@ -18,16 +18,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 from confluent_kafka import Consumer, TopicPartition
 
-from streamer.devkafka import THROUGHPUT_JVM_OPTS, DevKafka, create_topic, free_port
-from streamer.harness import StreamerProcess, write_config
+from streamer.dev.devkafka import THROUGHPUT_JVM_OPTS, DevKafka, create_topic, free_port
+from streamer.dev.harness import StreamerProcess, write_config
+from tests.fixtures.observe import Sampler, metric, process_cpu_seconds, samples
 
 REPO = Path(__file__).resolve().parents[2]
 WORKSPACE_ID = "bench-workspace"
@@ -170,24 +170,12 @@ class Streamer:
 
     def metric(self, name: str) -> float:
         """Sum of every series of one metric on /metrics."""
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            text = resp.read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith((name + " ", name + "{")):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return metric(self.port, name)
 
     def gauge(self, name: str) -> float | None:
         """One unlabelled series on /metrics, or None if the streamer does not export it."""
-        url = f"http://127.0.0.1:{self.port}/metrics"
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            text = resp.read().decode()
-        for line in text.splitlines():
-            if line.startswith(name + " "):
-                return float(line.rsplit(" ", 1)[1])
-        return None
+        found = samples(self.port, name)
+        return found[0][1] if found else None
 
     def consumed(self) -> float:
         return self.metric("cohort_streamer_events_consumed_total")
@@ -263,32 +251,24 @@ class Sample:
     committed: int
 
 
-@dataclass
 class Observer:
     """Samples the streamer's RSS (with children) and CPU and the group's committed offsets."""
 
-    streamer: Streamer
-    probe: CommitProbe
-    interval: float = 0.2
-    samples: list[Sample] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    def __init__(self, streamer: Streamer, probe: CommitProbe, interval: float = 0.2) -> None:
+        self.streamer = streamer
+        self.probe = probe
+        self._sampler = Sampler(self.sample, interval)
 
     def start(self) -> Observer:
-        self._thread = threading.Thread(target=self._run, name="observer", daemon=True)
-        self._thread.start()
+        self._sampler.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
+        self._sampler.stop()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            with contextlib.suppress(psutil.Error, OSError):  # the process is exiting
-                self.samples.append(self.sample())
-            self._stop.wait(self.interval)
+    @property
+    def samples(self) -> list[Sample]:
+        return self._sampler.values
 
     def sample(self) -> Sample:
         proc = self.streamer.process
@@ -332,20 +312,6 @@ class CommitProbe:
 
     def close(self) -> None:
         self._consumer.close()
-
-
-def process_cpu_seconds(process: psutil.Process) -> float:
-    """User + system CPU of a process, all its threads (librdkafka's included)."""
-    times = process.cpu_times()
-    return float(times.user + times.system)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str, poll: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(poll)
 
 
 def load_average() -> tuple[float, float, float]:

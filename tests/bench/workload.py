@@ -1,9 +1,9 @@
 """Benchmark workloads: a large backlog generated fast, its expected state and request lower bound.
 
-streamer.sample builds one dict and one orjson.dumps per event, which is fine for tests but takes
-half a minute for 2M events. Here the random draws are vectorised with numpy and each event is a
-byte template filled with `%`; the last-write-wins state is still computed event by event (a set
-of (cohort, user) integers), because flapping depends on whether the user is a member now.
+streamer.dev.sample builds one dict and one orjson.dumps per event, which is fine for tests but
+takes half a minute for 2M events. Here the random draws are vectorised with numpy and each event
+is a byte template filled with `%`; the last-write-wins state is still computed event by event (a
+set of (cohort, user) integers), because flapping depends on whether the user is a member now.
 """
 
 from __future__ import annotations

@@ -13,10 +13,10 @@ without Docker. So the project provisions one itself:
 
 Command line::
 
-    python -m streamer.devkafka start|stop|status|ensure [--dir DIR] [--port P] [--keep-data]
+    python -m streamer.dev.devkafka start|stop|status|ensure [--dir DIR] [--port P] [--keep-data]
 
 ``start``/``ensure`` print the bootstrap address on stdout, so
-``export KAFKA_BOOTSTRAP_SERVERS=$(python -m streamer.devkafka ensure)`` works.
+``export KAFKA_BOOTSTRAP_SERVERS=$(python -m streamer.dev.devkafka ensure)`` works.
 """
 
 from __future__ import annotations
@@ -749,7 +749,7 @@ class _PortTaken(Exception):
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m streamer.devkafka", description="Local single-node Kafka (KRaft)."
+        prog="python -m streamer.dev.devkafka", description="Local single-node Kafka (KRaft)."
     )
     parser.add_argument("command", choices=["start", "stop", "status", "ensure"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="data dir (./.devkafka)")

@@ -17,17 +17,17 @@ from typing import Any
 
 import yaml
 
-from streamer.devkafka import DevKafka, create_topic
+from streamer.dev.devkafka import DevKafka, create_topic
+from streamer.dev.harness import StreamerProcess, committed_lag, wait_caught_up, write_config
+from streamer.dev.sample import SampleLog, generate, produce
 from streamer.emulator.config import EmulatorConfig, Knobs
 from streamer.emulator.server import EmulatorThread
-from streamer.harness import StreamerProcess, committed_lag, wait_caught_up, write_config
-from streamer.sample import SampleLog, generate, produce
 
 WORKSPACE_ID = "demo-workspace"
 API_KEY = "demo-api-key"
 TOPIC = "cohort-membership"
 DLQ_TOPIC = "cohort-membership-dlq"
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "demo.yaml"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
