@@ -29,7 +29,11 @@ REASONS = (
     "rejected_by_api",
 )
 # Cohort Sync refuses names starting with '.' or holding any of | * ? \ : < > = $ "
-_FORBIDDEN_NAME = re.compile(r'^\.|[|*?\\:<>=$"]')
+FORBIDDEN_NAME_START = "."
+FORBIDDEN_NAME_CHARS = '|*?\\:<>=$"'
+_FORBIDDEN_NAME = re.compile(
+    f"^[{re.escape(FORBIDDEN_NAME_START)}]|[{re.escape(FORBIDDEN_NAME_CHARS)}]"
+)
 # uid and cohort strings longer than this cannot be a sane id and would bloat requests
 MAX_ID_CHARS = 1024
 MAX_EPOCH_MS = 10**14  # year ~5138: anything larger is not epoch milliseconds
@@ -64,17 +68,7 @@ class Decoder:
         self._max_bytes = max_event_bytes
         self._actions = {a: True for a in schema.enter_actions}
         self._actions.update({a: False for a in schema.exit_actions})
-        fields = (
-            schema.action_field,
-            schema.cohort_id_field,
-            schema.uid_field,
-            schema.cohort_name_field,
-            schema.cohort_description_field,
-            schema.ts_field,
-        )
-        self.fast_path = FastPath(
-            fields, schema.enter_actions, schema.exit_actions, max_event_bytes, parse_ts
-        )
+        self.fast_path = fast_path(schema, max_event_bytes)
 
     def decode(self, value: bytes | None) -> ChangeFields | Rejection:
         if not value:
@@ -123,6 +117,30 @@ class Decoder:
         if isinstance(ts_ms, Rejection):
             return ts_ms
         return (add, cohort_id, name, description, uid, ts_ms)
+
+
+def fast_path(schema: EventsConfig, max_event_bytes: int) -> FastPath:
+    """The native reader of this schema, held to this module's limits and name rules."""
+    return FastPath(
+        fields={
+            "action": schema.action_field,
+            "cohort_id": schema.cohort_id_field,
+            "uid": schema.uid_field,
+            "name": schema.cohort_name_field,
+            "description": schema.cohort_description_field,
+            "ts": schema.ts_field,
+        },
+        enter_actions=schema.enter_actions,
+        exit_actions=schema.exit_actions,
+        limits={
+            "max_event_bytes": max_event_bytes,
+            "max_id_chars": MAX_ID_CHARS,
+            "max_epoch_ms": MAX_EPOCH_MS,
+            "forbidden_name_start": FORBIDDEN_NAME_START,
+            "forbidden_name_chars": FORBIDDEN_NAME_CHARS,
+        },
+        parse_ts=parse_ts,
+    )
 
 
 def _name_problem(name: str) -> str | None:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from streamer._fastpath import Members
+from streamer._fastpath import Members, event_time
 from streamer.batch import Cohort, Entry, Pick, SourceMessage, Take, Timing
 from streamer.cohorts import ActiveCohorts
 from streamer.config import Settings
@@ -76,7 +76,7 @@ class Pipeline:
         """
         ingest_run = self._decoder.fast_path.ingest_run
         one_topic = len(self.settings.kafka.topics) == 1  # runs end where partitions change
-        cohorts = self.cohorts.by_id
+        buffers = self.cohorts.open_buffers
         now = self._clock()
         runs: list[PendingRange] = []
         rng = _NO_RUN
@@ -93,18 +93,18 @@ class Pipeline:
             nbytes += size
             if old is not None:  # settled by put(): its winner is held (see streamer/batch.py)
                 coalesced += 1
-                released_bytes += old[6]
+                released_bytes += old.size
             start = index + 1
-            index, last, run_bytes, run_coalesced, run_released = ingest_run(
-                messages, start, None if one_topic else topic, partition, rng, cohorts
-            )
+            run_topic = None if one_topic else topic
+            tally = ingest_run(messages, start, run_topic, partition, rng, buffers)
+            index = tally.next
             if index > start:
                 rng.count += index - start
                 rng.pending += index - start
-                rng.last = last
-                nbytes += run_bytes
-                coalesced += run_coalesced
-                released_bytes += run_released
+                rng.last = tally.last_offset
+                nbytes += tally.value_bytes
+                coalesced += tally.superseded
+                released_bytes += tally.superseded_bytes
         self.cohorts.ingested()
         self.tracker.consumed(runs)
         for run in runs:
@@ -132,9 +132,15 @@ class Pipeline:
         buf.name = name
         if description is not None:
             buf.description = description
-        if ts_ms is None:  # an event without its own time is timed from Kafka's
-            ts_ms = msg.timestamp()[1]
-        return size, buf.put(uid, (add, value, ts_ms, rng, msg.key(), offset, size))
+        entry = Entry(
+            add=add,
+            value=value,
+            key=msg.key(),
+            offset=offset,
+            ts_ms=event_time(msg, ts_ms),
+            range=rng,
+        )
+        return size, buf.put(uid, entry)
 
     def _dead_letter(
         self, msg: SourceMessage, rejection: Rejection, rng: PendingRange, size: int
