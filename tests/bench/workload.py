@@ -18,6 +18,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from streamer.payload import Envelope, pack
+from streamer.sample import produce_one
 
 MAX_PAYLOAD_BYTES = 128_000
 
@@ -165,12 +166,7 @@ def produce(bootstrap: str, topic: str, messages: Iterator[tuple[bytes, bytes]])
     out = producer(bootstrap)
     count = 0
     for key, value in messages:
-        while True:
-            try:
-                out.produce(topic, value, key)
-                break
-            except BufferError:
-                out.poll(0.05)
+        produce_one(out, topic, key, value)
         count += 1
         if count % 10_000 == 0:
             out.poll(0)
