@@ -4,8 +4,6 @@ from collections.abc import Callable
 from typing import Any, TypedDict
 
 _TopicPartition = tuple[str, int]
-# decode.ChangeFields: (add, cohort_id, cohort_name, cohort_description, uid, ts_ms)
-_ChangeFields = tuple[bool, str, str, str | None, str, int | None]
 
 MEMBER_OVERHEAD: int
 
@@ -34,7 +32,7 @@ class FastPath:
         limits: Limits,
         parse_ts: Callable[[Any], object],
     ) -> None: ...
-    def decode(self, value: bytes) -> _ChangeFields | None: ...
+    def decode(self, value: bytes) -> Change | None: ...
     def ingest_run(
         self,
         messages: list[Any],
@@ -44,6 +42,29 @@ class FastPath:
         rng: PendingRange,
         buffers: dict[str, CohortBuffer],
     ) -> RunTally: ...
+
+class Change:
+    def __init__(
+        self,
+        add: bool,
+        cohort_id: str,
+        cohort_name: str,
+        cohort_description: str | None,
+        uid: str,
+        ts_ms: int | None,
+    ) -> None: ...
+    @property
+    def add(self) -> bool: ...
+    @property
+    def cohort_id(self) -> str: ...
+    @property
+    def cohort_name(self) -> str: ...
+    @property
+    def cohort_description(self) -> str | None: ...
+    @property
+    def uid(self) -> str: ...
+    @property
+    def ts_ms(self) -> int | None: ...
 
 class RunTally:
     @property

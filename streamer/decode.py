@@ -16,7 +16,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from streamer._fastpath import FastPath
+# Change(add, cohort_id, cohort_name, cohort_description, uid, ts_ms): a valid event's fields
+# (`add`: enter). The native reader's type (streamer/fastpath/src/change.rs), so both paths return
+# the same named fields.
+from streamer._fastpath import Change, FastPath
 from streamer.config import EventsConfig
 
 REASONS = (
@@ -39,22 +42,6 @@ MAX_ID_CHARS = 1024
 MAX_EPOCH_MS = 10**14  # year ~5138: anything larger is not epoch milliseconds
 
 
-class Change(NamedTuple):
-    """The fields of a valid event, in the order decode() returns them (`add`: enter)."""
-
-    add: bool
-    cohort_id: str
-    cohort_name: str
-    cohort_description: str | None
-    uid: str
-    ts_ms: int | None
-
-
-# decode() returns Change's fields as a plain tuple: building the NamedTuple costs four times as
-# much, once per event. Change._make() gives a view with names (the tests use it).
-ChangeFields = tuple[bool, str, str, str | None, str, int | None]
-
-
 class Rejection(NamedTuple):
     reason: str
     detail: str
@@ -70,7 +57,7 @@ class Decoder:
         self._actions.update({a: False for a in schema.exit_actions})
         self.fast_path = fast_path(schema, max_event_bytes)
 
-    def decode(self, value: bytes | None) -> ChangeFields | Rejection:
+    def decode(self, value: bytes | None) -> Change | Rejection:
         if not value:
             return Rejection("invalid_json", "empty message value")
         if len(value) > self._max_bytes:
@@ -79,7 +66,7 @@ class Decoder:
             )
         return self.fast_path.decode(value) or self._careful(value)
 
-    def _careful(self, value: bytes) -> ChangeFields | Rejection:
+    def _careful(self, value: bytes) -> Change | Rejection:
         try:
             event = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
@@ -88,7 +75,7 @@ class Decoder:
             return Rejection("invalid_json", f"expected a JSON object, got {type(event).__name__}")
         return self._from_object(event)
 
-    def _from_object(self, event: dict[str, Any]) -> ChangeFields | Rejection:
+    def _from_object(self, event: dict[str, Any]) -> Change | Rejection:
         s = self._s
         action = event.get(s.action_field)
         add = self._actions.get(action) if isinstance(action, str) else None
@@ -116,7 +103,7 @@ class Decoder:
         ts_ms = parse_ts(event.get(s.ts_field))
         if isinstance(ts_ms, Rejection):
             return ts_ms
-        return (add, cohort_id, name, description, uid, ts_ms)
+        return Change(add, cohort_id, name, description, uid, ts_ms)
 
 
 def fast_path(schema: EventsConfig, max_event_bytes: int) -> FastPath:

@@ -127,20 +127,19 @@ class Pipeline:
         if isinstance(change, Rejection):
             self._dead_letter(msg, change, rng, size)
             return size, None
-        add, cohort_id, name, description, uid, ts_ms = change
-        buf = self.cohorts.buffer(cohort_id, now)
-        buf.name = name
-        if description is not None:
-            buf.description = description
+        buf = self.cohorts.buffer(change.cohort_id, now)
+        buf.name = change.cohort_name
+        if change.cohort_description is not None:
+            buf.description = change.cohort_description
         entry = Entry(
-            add=add,
+            add=change.add,
             value=value,
             key=msg.key(),
             offset=offset,
-            ts_ms=event_time(msg, ts_ms),
+            ts_ms=event_time(msg, change.ts_ms),
             range=rng,
         )
-        return size, buf.put(uid, entry)
+        return size, buf.put(change.uid, entry)
 
     def _dead_letter(
         self, msg: SourceMessage, rejection: Rejection, rng: PendingRange, size: int

@@ -9,6 +9,7 @@
 
 mod body;
 mod buffer;
+mod change;
 mod entry;
 mod event;
 mod range;
@@ -18,9 +19,10 @@ use std::collections::HashMap;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 
 use buffer::{BufferView, CohortBuffer};
+use change::Change;
 use entry::Entry;
 use event::{FieldNames, Limits, Schema, Ts};
 use range::PendingRange;
@@ -69,9 +71,8 @@ impl FastPath {
 
     /// The fields of a valid event, as decode.Decoder.decode returns them, or None when this is
     /// not the common case (the careful path then decides).
-    fn decode<'py>(&self, value: &Bound<'py, PyBytes>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let py = value.py();
-        let Some(event) = self.schema.read(value.as_bytes()) else {
+    fn decode(&self, py: Python<'_>, value: &[u8]) -> PyResult<Option<Change>> {
+        let Some(event) = self.schema.read(value) else {
             return Ok(None);
         };
         if !self.schema.name_allowed(&event.name) {
@@ -80,15 +81,14 @@ impl FastPath {
         let Some(ts) = self.millis(py, &event.ts)? else {
             return Ok(None);
         };
-        let fields = (
-            event.add,
-            event.cohort_id.as_ref(),
-            event.name.as_ref(),
-            event.description.as_deref(),
-            event.uid.as_ref(),
-            ts,
-        );
-        Ok(Some(fields.into_pyobject(py)?))
+        Ok(Some(Change {
+            add: event.add,
+            cohort_id: event.cohort_id.into_owned(),
+            cohort_name: event.name.into_owned(),
+            cohort_description: event.description.map(|d| d.into_owned()),
+            uid: event.uid.into_owned(),
+            ts_ms: ts.map(|ms| ms as i64),
+        }))
     }
 
     /// Takes messages[start:] into the cohort buffers while each continues the run of
@@ -267,6 +267,7 @@ fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PendingRange>()?;
     m.add_class::<CohortBuffer>()?;
     m.add_class::<Entry>()?;
+    m.add_class::<Change>()?;
     m.add_class::<Held>()?;
     m.add_class::<Members>()?;
     m.add_function(wrap_pyfunction!(event_time, m)?)?;
