@@ -19,7 +19,7 @@ import orjson
 # Change(add, cohort_id, cohort_name, cohort_description, uid, ts_ms): a valid event's fields
 # (`add`: enter). The native reader's type (streamer/fastpath/src/change.rs), so both paths return
 # the same named fields.
-from streamer._fastpath import Change, FastPath
+from streamer._fastpath import Change, FastPath, cohort_name
 from streamer.config import EventsConfig
 
 REASONS = (
@@ -89,11 +89,10 @@ class Decoder:
         uid = _required_string(event, s.uid_field)
         if isinstance(uid, Rejection):
             return uid
-        name = event.get(s.cohort_name_field)
-        if name is None:  # absent or null: like every other optional field, null means absent
-            name = cohort_id
-        if not isinstance(name, str) or not name:
+        name = event.get(s.cohort_name_field)  # null means absent, as for every optional field
+        if name is not None and (not isinstance(name, str) or not name):
             return Rejection("invalid_field", f"'{s.cohort_name_field}' must be a non-empty string")
+        name = cohort_name(name, cohort_id)  # the native reader's default: one rule for both
         name_problem = _name_problem(name)
         if name_problem:
             return Rejection("invalid_cohort_name", name_problem)

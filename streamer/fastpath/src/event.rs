@@ -82,7 +82,7 @@ impl Schema {
         if !self.plausible_id(&raw.cohort_id) || !self.plausible_id(&raw.uid) {
             return None;
         }
-        let name = raw.name.unwrap_or_else(|| raw.cohort_id.clone());
+        let name = cohort_name(raw.name, &raw.cohort_id);
         Some(Event {
             add,
             cohort_id: raw.cohort_id,
@@ -116,6 +116,11 @@ impl Schema {
         let max = self.limits.max_id_chars;
         id.bytes().any(|b| b.is_ascii_graphic()) && (id.len() <= max || id.chars().count() <= max)
     }
+}
+
+/// The cohort's name: the event's, or else its id (both readers take it from here).
+pub fn cohort_name<'a>(name: Option<Cow<'a, str>>, cohort_id: &Cow<'a, str>) -> Cow<'a, str> {
+    name.unwrap_or_else(|| cohort_id.clone())
 }
 
 /// The object as read, before the rules: required fields present and strings, nothing twice.

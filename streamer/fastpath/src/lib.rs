@@ -15,6 +15,7 @@ mod event;
 mod range;
 mod store;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use pyo3::intern;
@@ -227,6 +228,13 @@ impl FastPath {
     }
 }
 
+/// The name of an event's cohort: `name` as the event gives it (None: absent or null), or else
+/// its id. The careful path (streamer/decode.py) asks this rule of the native reader.
+#[pyfunction(name = "cohort_name")]
+fn py_cohort_name(name: Option<String>, cohort_id: String) -> String {
+    event::cohort_name(name.map(Cow::Owned), &Cow::Owned(cohort_id)).into_owned()
+}
+
 /// The time a held event is aged from: its own (`ts_ms`), or else the Kafka message's. Both
 /// ingest paths call this (streamer/pipeline.py for the careful one).
 #[pyfunction]
@@ -271,6 +279,7 @@ fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Held>()?;
     m.add_class::<Members>()?;
     m.add_function(wrap_pyfunction!(event_time, m)?)?;
+    m.add_function(wrap_pyfunction!(py_cohort_name, m)?)?;
     m.add_function(wrap_pyfunction!(pack, m)?)?;
     m.add("MEMBER_OVERHEAD", body::MEMBER_OVERHEAD)?;
     Ok(())
