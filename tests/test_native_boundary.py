@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from streamer import decode, metrics
-from streamer._fastpath import MEMBER_OVERHEAD, FastPath, pack
+from streamer._fastpath import MEMBER_OVERHEAD, FastPath, cohort_name, event_time, pack
 from streamer.batch import CohortBuffer
 from streamer.decode import parse_ts
 from streamer.offsets import PendingRange
@@ -150,3 +150,22 @@ def test_native_ingest_needs_only_the_crate_types_and_plain_data() -> None:
     assert tally.superseded_bytes == len(values[0])
     assert rng.pending == 2  # the superseded enter is settled; its winner is held
     assert {uid: e.add for uid, e in buf.entries.items()} == {"v": True, "u": False}
+
+
+@pytest.mark.parametrize(("ts_ms", "expected"), [(None, 1_700_000_000_000), (0, 0), (5, 5)])
+def test_an_event_without_its_own_time_is_timed_from_kafka(
+    ts_ms: int | None, expected: int
+) -> None:
+    assert event_time(Message(b"{}", 0), ts_ms) == expected
+
+
+@pytest.mark.parametrize(("name", "expected"), [(None, "c-1"), ("Named", "Named")])
+def test_a_cohort_without_a_name_is_named_by_its_id_on_both_paths(
+    name: str | None, expected: str
+) -> None:
+    assert cohort_name(name, "c-1") == expected
+    value = event(cohort_id="c-1", **({} if name is None else {"cohort_name": name}))
+    decoder = decode.Decoder(decode.EventsConfig(), 65536)
+    careful, native_change = decoder._careful(value), decoder.fast_path.decode(value)
+    assert isinstance(careful, decode.Change) and native_change is not None
+    assert careful.cohort_name == native_change.cohort_name == expected
