@@ -15,9 +15,14 @@ import enum
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
 
-from streamer import _fastpath
-from streamer._fastpath import Held
-from streamer.offsets import PendingRange, TopicPartition
+from streamer._fastpath import CohortBuffer, Entry
+
+# CohortBuffer (streamer/fastpath/src/buffer.rs): one cohort's coalesced changes not being sent
+# yet; per action the latest event per uid (`adds`, `removes`: Held), its `name` and
+# `description`, `opened_at`. Its events are Rust data, not Python objects; Entry is one of
+# them as Python sees it (add, value, key, offset, ts_ms, range, size). The buffer's storage is
+# native because the ingest loop is; the policy (when a cohort is due, how much goes) is here.
+__all__ = ["Cohort", "CohortBuffer", "Entry", "Pick", "SourceMessage", "Take", "Timing"]
 
 
 class SourceMessage(Protocol):
@@ -29,71 +34,6 @@ class SourceMessage(Protocol):
     def partition(self) -> int: ...
     def offset(self) -> int: ...
     def timestamp(self) -> tuple[int, int]: ...
-
-
-# One held event as Python sees it (tests, and the careful path's put): (add, message value,
-# event time in epoch ms, its PendingRange, message key, offset, value size). The range is
-# settled on the API's answer or the DLQ's confirmation. Buffers hold events as Rust data
-# (streamer/fastpath/src/store.rs), not as these tuples: no Python object per buffered event.
-Entry = tuple[bool, bytes, int, PendingRange, bytes | None, int, int]
-
-
-class CohortBuffer:
-    """The coalesced changes of one cohort that are not being sent yet: per action, the latest
-    event per uid (a seal of one action then never walks the other's events)."""
-
-    __slots__ = ("adds", "cohort_id", "description", "name", "opened_at", "removes")
-
-    def __init__(self, cohort_id: str, opened_at: float) -> None:
-        self.cohort_id = cohort_id
-        self.name = cohort_id
-        self.description: str | None = None
-        self.adds = Held(add=True)
-        self.removes = Held(add=False)
-        self.opened_at = opened_at  # monotonic time of the oldest event held: linger counts from it
-
-    def put(self, uid: str, entry: Entry) -> Entry | None:
-        """Hold one event; returns the entry it superseded, which is settled now. (The ingest
-        loop does the same per event in Rust: streamer/fastpath/src/store.rs.)"""
-        return _fastpath.put(self, uid, entry)
-
-    @property
-    def entries(self) -> dict[str, Entry]:
-        """Every held uid (a copy: adds, then removes)."""
-        return {**self.adds.entries(), **self.removes.entries()}
-
-    def __len__(self) -> int:
-        return len(self.adds) + len(self.removes)
-
-    def __contains__(self, uid: str) -> bool:
-        return uid in self.adds or uid in self.removes
-
-    # per action, a lower bound of its members' bytes in a body (len(uid) never exceeds the
-    # escaped UTF-8): above max_payload_bytes the action surely fills one body
-    @property
-    def add_bytes(self) -> int:
-        return self.adds.est_bytes
-
-    @property
-    def remove_bytes(self) -> int:
-        return self.removes.est_bytes
-
-    def has_full_body(self, max_bytes: int) -> bool:
-        return self.add_bytes >= max_bytes or self.remove_bytes >= max_bytes
-
-    @property
-    def est_bytes(self) -> int:
-        return self.add_bytes + self.remove_bytes
-
-    def drop_partitions(self, lost: set[TopicPartition]) -> tuple[int, int]:
-        """Forget events of lost partitions (redelivered to the new owner), unsettled; returns
-        (events, value bytes) forgotten."""
-        add_events, add_bytes = self.adds.drop_partitions(lost)
-        remove_events, remove_bytes = self.removes.drop_partitions(lost)
-        return add_events + remove_events, add_bytes + remove_bytes
-
-    def holds_any(self, partitions: set[TopicPartition]) -> bool:
-        return self.adds.holds_any(partitions) or self.removes.holds_any(partitions)
 
 
 class Cohort:

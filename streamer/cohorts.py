@@ -25,8 +25,10 @@ Order = OrderedDict[Cohort, int]
 
 class ActiveCohorts:
     def __init__(self, full_bytes: int) -> None:
-        # by id, for the ingest paths; the native loop (fastpath ingest_run) reads it directly
         self.by_id: dict[str, Cohort] = {}
+        # the open buffers by cohort id: what the native ingest loop (FastPath.ingest_run) puts
+        # events into; kept in step with Cohort.open here, where buffers open and close
+        self.open_buffers: dict[str, CohortBuffer] = {}
         self._open: Order = OrderedDict()  # every cohort with an open buffer
         self._forced: Order = OrderedDict()  # those of them a revoke or shutdown forces out
         self._full: Order = OrderedDict()  # those of them holding a full body
@@ -57,7 +59,7 @@ class ActiveCohorts:
         if cohort is None:
             cohort = self.by_id[cohort_id] = Cohort(cohort_id)
         if cohort.open is None:
-            cohort.open = CohortBuffer(cohort_id, now)
+            cohort.open = self.open_buffers[cohort_id] = CohortBuffer(cohort_id, now)
             self._open[cohort] = self._opened
             self._opened += 1
         return cohort.open
@@ -81,6 +83,7 @@ class ActiveCohorts:
         buf = cohort.open
         if buf is not None and not len(buf):
             buf = cohort.open = None
+            del self.open_buffers[cohort.cohort_id]
         if buf is None:
             cohort.forced = False  # forcing applies to the buffer it found
             for order in (self._open, self._forced, self._full):

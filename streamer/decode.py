@@ -16,7 +16,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from streamer._fastpath import FastPath
+# Change(add, cohort_id, cohort_name, cohort_description, uid, ts_ms): a valid event's fields
+# (`add`: enter). The native reader's type (streamer/fastpath/src/change.rs), so both paths return
+# the same named fields.
+from streamer._fastpath import Change, FastPath, cohort_name
 from streamer.config import EventsConfig
 
 REASONS = (
@@ -29,26 +32,14 @@ REASONS = (
     "rejected_by_api",
 )
 # Cohort Sync refuses names starting with '.' or holding any of | * ? \ : < > = $ "
-_FORBIDDEN_NAME = re.compile(r'^\.|[|*?\\:<>=$"]')
+FORBIDDEN_NAME_START = "."
+FORBIDDEN_NAME_CHARS = '|*?\\:<>=$"'
+_FORBIDDEN_NAME = re.compile(
+    f"^[{re.escape(FORBIDDEN_NAME_START)}]|[{re.escape(FORBIDDEN_NAME_CHARS)}]"
+)
 # uid and cohort strings longer than this cannot be a sane id and would bloat requests
 MAX_ID_CHARS = 1024
 MAX_EPOCH_MS = 10**14  # year ~5138: anything larger is not epoch milliseconds
-
-
-class Change(NamedTuple):
-    """The fields of a valid event, in the order decode() returns them (`add`: enter)."""
-
-    add: bool
-    cohort_id: str
-    cohort_name: str
-    cohort_description: str | None
-    uid: str
-    ts_ms: int | None
-
-
-# decode() returns Change's fields as a plain tuple: building the NamedTuple costs four times as
-# much, once per event. Change._make() gives a view with names (the tests use it).
-ChangeFields = tuple[bool, str, str, str | None, str, int | None]
 
 
 class Rejection(NamedTuple):
@@ -64,19 +55,9 @@ class Decoder:
         self._max_bytes = max_event_bytes
         self._actions = {a: True for a in schema.enter_actions}
         self._actions.update({a: False for a in schema.exit_actions})
-        fields = (
-            schema.action_field,
-            schema.cohort_id_field,
-            schema.uid_field,
-            schema.cohort_name_field,
-            schema.cohort_description_field,
-            schema.ts_field,
-        )
-        self.fast_path = FastPath(
-            fields, schema.enter_actions, schema.exit_actions, max_event_bytes, parse_ts
-        )
+        self.fast_path = fast_path(schema, max_event_bytes)
 
-    def decode(self, value: bytes | None) -> ChangeFields | Rejection:
+    def decode(self, value: bytes | None) -> Change | Rejection:
         if not value:
             return Rejection("invalid_json", "empty message value")
         if len(value) > self._max_bytes:
@@ -85,7 +66,7 @@ class Decoder:
             )
         return self.fast_path.decode(value) or self._careful(value)
 
-    def _careful(self, value: bytes) -> ChangeFields | Rejection:
+    def _careful(self, value: bytes) -> Change | Rejection:
         try:
             event = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
@@ -94,7 +75,7 @@ class Decoder:
             return Rejection("invalid_json", f"expected a JSON object, got {type(event).__name__}")
         return self._from_object(event)
 
-    def _from_object(self, event: dict[str, Any]) -> ChangeFields | Rejection:
+    def _from_object(self, event: dict[str, Any]) -> Change | Rejection:
         s = self._s
         action = event.get(s.action_field)
         add = self._actions.get(action) if isinstance(action, str) else None
@@ -108,11 +89,10 @@ class Decoder:
         uid = _required_string(event, s.uid_field)
         if isinstance(uid, Rejection):
             return uid
-        name = event.get(s.cohort_name_field)
-        if name is None:  # absent or null: like every other optional field, null means absent
-            name = cohort_id
-        if not isinstance(name, str) or not name:
+        name = event.get(s.cohort_name_field)  # null means absent, as for every optional field
+        if name is not None and (not isinstance(name, str) or not name):
             return Rejection("invalid_field", f"'{s.cohort_name_field}' must be a non-empty string")
+        name = cohort_name(name, cohort_id)  # the native reader's default: one rule for both
         name_problem = _name_problem(name)
         if name_problem:
             return Rejection("invalid_cohort_name", name_problem)
@@ -122,7 +102,31 @@ class Decoder:
         ts_ms = parse_ts(event.get(s.ts_field))
         if isinstance(ts_ms, Rejection):
             return ts_ms
-        return (add, cohort_id, name, description, uid, ts_ms)
+        return Change(add, cohort_id, name, description, uid, ts_ms)
+
+
+def fast_path(schema: EventsConfig, max_event_bytes: int) -> FastPath:
+    """The native reader of this schema, held to this module's limits and name rules."""
+    return FastPath(
+        fields={
+            "action": schema.action_field,
+            "cohort_id": schema.cohort_id_field,
+            "uid": schema.uid_field,
+            "name": schema.cohort_name_field,
+            "description": schema.cohort_description_field,
+            "ts": schema.ts_field,
+        },
+        enter_actions=schema.enter_actions,
+        exit_actions=schema.exit_actions,
+        limits={
+            "max_event_bytes": max_event_bytes,
+            "max_id_chars": MAX_ID_CHARS,
+            "max_epoch_ms": MAX_EPOCH_MS,
+            "forbidden_name_start": FORBIDDEN_NAME_START,
+            "forbidden_name_chars": FORBIDDEN_NAME_CHARS,
+        },
+        parse_ts=parse_ts,
+    )
 
 
 def _name_problem(name: str) -> str | None:

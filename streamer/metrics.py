@@ -17,6 +17,8 @@ from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from streamer.decode import REASONS
+
 # how prometheus_client writes a bucket's `le` ("1.0", "0.05"), so dashboards see one format
 _le = cast(Callable[[float], str], floatToGoString)
 
@@ -29,15 +31,7 @@ STATUS_CLASSES = (
 RETRY_CAUSES = (
     "rate_limited", "server_error", "timeout", "connection", "auth", "wrong_endpoint", "too_large"
 )  # fmt: skip
-DLQ_REASONS = (
-    "invalid_json",
-    "missing_field",
-    "invalid_field",
-    "unknown_action",
-    "invalid_cohort_name",
-    "event_too_large",
-    "rejected_by_api",
-)
+DLQ_REASONS = REASONS  # the decoder's reasons: a letter's header is also its metric label
 # why a dead-letter write failed (it is retried): librdkafka's error codes, grouped
 DLQ_FAILURE_CAUSES = (
     "unknown_topic",

@@ -12,23 +12,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+# PendingRange(tp, first, last, pending): events of one partition from one consumed batch,
+# done when `pending` reaches zero (`ack(count)`); `count` is how many were consumed in it. It
+# is native (streamer/fastpath/src/range.rs) because the native buffers hold and settle ranges.
+from streamer._fastpath import PendingRange
+
 TopicPartition = tuple[str, int]
 
-
-class PendingRange:
-    """Events of one partition from one consumed batch; done when `pending` reaches zero."""
-
-    __slots__ = ("count", "first", "last", "pending", "tp")
-
-    def __init__(self, tp: TopicPartition, first: int, last: int, pending: int) -> None:
-        self.tp = tp
-        self.first = first
-        self.last = last
-        self.pending = pending
-        self.count = pending  # events consumed in it (pending only falls)
-
-    def ack(self, count: int = 1) -> None:
-        self.pending -= count
+__all__ = ["OffsetTracker", "PartitionOffsets", "PendingRange", "TopicPartition"]
 
 
 class PartitionOffsets:

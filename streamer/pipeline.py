@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from streamer._fastpath import Members
+from streamer._fastpath import Members, event_time
 from streamer.backpressure import above_high_water
 from streamer.batch import Cohort, Entry, Pick, SourceMessage, Take, Timing
 from streamer.cohorts import ActiveCohorts
@@ -101,7 +101,7 @@ class Pipeline:
         """
         ingest_run = self._decoder.fast_path.ingest_run
         one_topic = len(self.settings.kafka.topics) == 1  # runs end where partitions change
-        cohorts = self.cohorts.by_id
+        buffers = self.cohorts.open_buffers
         now = self._clock()
         runs: list[PendingRange] = []
         rng = _NO_RUN
@@ -118,18 +118,18 @@ class Pipeline:
             nbytes += size
             if old is not None:  # settled by put(): its winner is held (see streamer/batch.py)
                 coalesced += 1
-                released_bytes += old[6]
+                released_bytes += old.size
             start = index + 1
-            index, last, run_bytes, run_coalesced, run_released = ingest_run(
-                messages, start, None if one_topic else topic, partition, rng, cohorts
-            )
+            run_topic = None if one_topic else topic
+            tally = ingest_run(messages, start, run_topic, partition, rng, buffers)
+            index = tally.next
             if index > start:
                 rng.count += index - start
                 rng.pending += index - start
-                rng.last = last
-                nbytes += run_bytes
-                coalesced += run_coalesced
-                released_bytes += run_released
+                rng.last = tally.last_offset
+                nbytes += tally.value_bytes
+                coalesced += tally.superseded
+                released_bytes += tally.superseded_bytes
         self.cohorts.ingested()
         self.tracker.consumed(runs)
         for run in runs:
@@ -152,14 +152,19 @@ class Pipeline:
         if isinstance(change, Rejection):
             self._dead_letter(msg, change, rng, size)
             return size, None
-        add, cohort_id, name, description, uid, ts_ms = change
-        buf = self.cohorts.buffer(cohort_id, now)
-        buf.name = name
-        if description is not None:
-            buf.description = description
-        if ts_ms is None:  # an event without its own time is timed from Kafka's
-            ts_ms = msg.timestamp()[1]
-        return size, buf.put(uid, (add, value, ts_ms, rng, msg.key(), offset, size))
+        buf = self.cohorts.buffer(change.cohort_id, now)
+        buf.name = change.cohort_name
+        if change.cohort_description is not None:
+            buf.description = change.cohort_description
+        entry = Entry(
+            add=change.add,
+            value=value,
+            key=msg.key(),
+            offset=offset,
+            ts_ms=event_time(msg, change.ts_ms),
+            range=rng,
+        )
+        return size, buf.put(change.uid, entry)
 
     def _dead_letter(
         self, msg: SourceMessage, rejection: Rejection, rng: PendingRange, size: int

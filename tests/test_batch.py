@@ -37,12 +37,13 @@ def test_latest_action_per_uid_wins() -> None:
 def test_winner_keeps_the_latest_message_and_put_returns_the_superseded_one() -> None:
     buf = CohortBuffer("c", 0.0)
     superseded = Feed().batch(buf, [("u", True, P0), ("v", True, P0), ("u", False, P0)])
-    add, value, ts, _rng, key, offset, size = buf.entries["u"]
-    assert size == len(value)
-    assert (add, offset, ts, key) == (False, 2, 1_700_000_000_002, b"u")
-    assert b'"exit"' in value
+    winner = buf.entries["u"]
+    assert winner.size == len(winner.value)
+    assert (winner.add, winner.offset, winner.key) == (False, 2, b"u")
+    assert winner.ts_ms == 1_700_000_000_002
+    assert b'"exit"' in winner.value
     old = superseded[2]
-    assert old is not None and old[5] == 0
+    assert old is not None and old.offset == 0
 
 
 def test_superseded_event_is_settled_at_once_and_the_winner_holds_the_watermark() -> None:
@@ -96,8 +97,8 @@ def test_drop_partitions_returns_their_winners_and_keeps_the_rest() -> None:
     feed = Feed(P0, P1)
     feed.batch(buf, [("a", True, P0), ("b", True, P1), ("b", False, P1), ("c", False, P0)])
     winner = buf.entries["b"]
-    assert winner[5] == 1  # P1 offsets 0, 1: the exit won
-    assert buf.drop_partitions({P1}) == (1, winner[6])
+    assert winner.offset == 1  # P1 offsets 0, 1: the exit won
+    assert buf.drop_partitions({P1}) == (1, winner.size)
     assert actions(buf) == (["a"], ["c"])
     assert (buf.add_bytes, buf.remove_bytes) == (member_size("a"), member_size("c"))
     assert buf.holds_any({P0}) and not buf.holds_any({P1})

@@ -108,6 +108,10 @@ def check(h: History, now: float, timing: Timing, scarce: bool) -> None:
     assert len(h.active) == len(with_work)
     assert h.active.buffered == sum(c.open is not None for c in h.seen)
     assert all(len(c.open) for c in h.seen if c.open is not None)  # no empty buffer stays open
+    # what the native ingest loop reads: exactly the open buffers
+    opened = {c.cohort_id: c.open for c in h.seen if c.open is not None}
+    assert h.active.open_buffers.keys() == opened.keys()
+    assert all(h.active.open_buffers[cid] is buf for cid, buf in opened.items())
 
 
 def _when(pick: Pick | None) -> tuple[float, Take] | None:

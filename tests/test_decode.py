@@ -16,7 +16,6 @@ from streamer.decode import (
     MAX_ID_CHARS,
     REASONS,
     Change,
-    ChangeFields,
     Decoder,
     Rejection,
     parse_ts,
@@ -45,16 +44,11 @@ def event(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not _ABSENT}
 
 
-def view(result: ChangeFields | Rejection) -> Change | Rejection:
-    """A decoded change with its field names (decode() returns a plain tuple)."""
-    return result if isinstance(result, Rejection) else Change._make(result)
-
-
 def decode(obj: Any, dec: Decoder | None = None) -> Change | Rejection:
-    return view((dec or decoder()).decode(orjson.dumps(obj)))
+    return (dec or decoder()).decode(orjson.dumps(obj))
 
 
-def rejected(result: Change | ChangeFields | Rejection, reason: str) -> Rejection:
+def rejected(result: Change | Rejection, reason: str) -> Rejection:
     assert isinstance(result, Rejection), result
     assert result.reason == reason, result
     assert result.detail
@@ -253,7 +247,7 @@ def test_value_over_max_event_bytes_is_event_too_large() -> None:
     base = orjson.dumps(event(cohort_description=""))
     exact = orjson.dumps(event(cohort_description="d" * (200 - len(base))))
     assert len(exact) == 200
-    assert isinstance(view(dec.decode(exact)), Change)
+    assert isinstance(dec.decode(exact), Change)
     over = orjson.dumps(event(cohort_description="d" * (201 - len(base))))
     rejected(dec.decode(over), "event_too_large")
 
@@ -351,7 +345,7 @@ def test_custom_schema_ignores_default_field_names() -> None:
 
 def check_total(dec: Decoder, value: bytes | None) -> Change | Rejection:
     """The property: never raises; a Change obeys the API's rules, a Rejection has a reason."""
-    result = view(dec.decode(value))
+    result = dec.decode(value)
     if isinstance(result, Rejection):
         assert result.reason in REASONS
         assert result.reason != "rejected_by_api"  # only the API decides that

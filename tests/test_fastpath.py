@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -17,10 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer._fastpath import FastPath
 from streamer.batch import Take
 from streamer.config import EventsConfig, Settings
-from streamer.decode import MAX_EPOCH_MS, MAX_ID_CHARS, Decoder, Rejection, parse_ts
+from streamer.decode import MAX_EPOCH_MS, MAX_ID_CHARS, Decoder, Rejection, fast_path
 from streamer.dlq import Done, Origin
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
@@ -176,12 +176,8 @@ def test_native_decode_steps_aside_where_python_must_decide(value: bytes) -> Non
 
 def test_native_decode_refuses_values_over_the_size_limit() -> None:
     value = b'{"action":"enter","cohort_id":"c","uid":"u"}'
-    fast = FastPath(("action", "cohort_id", "uid", "cohort_name", "cohort_description", "ts"),
-                    ["enter"], ["exit"], len(value), parse_ts)  # fmt: skip
-    assert fast.decode(value) is not None
-    fast = FastPath(("action", "cohort_id", "uid", "cohort_name", "cohort_description", "ts"),
-                    ["enter"], ["exit"], len(value) - 1, parse_ts)  # fmt: skip
-    assert fast.decode(value) is None
+    assert fast_path(EventsConfig(), len(value)).decode(value) is not None
+    assert fast_path(EventsConfig(), len(value) - 1).decode(value) is None
 
 
 # --- ingest: native runs against the careful Python way, message by message ---
@@ -216,15 +212,17 @@ class _TakesNothing:
     def __init__(self, decoder: Decoder) -> None:
         self.decode: Callable[[bytes], Any] = lambda value: None  # the careful path decides
 
-    def ingest_run(self, messages: list[Any], start: int, *rest: Any) -> tuple[int, ...]:
-        return (start, -1, 0, 0, 0)
+    def ingest_run(self, messages: list[Any], start: int, *rest: Any) -> SimpleNamespace:
+        return SimpleNamespace(
+            next=start, last_offset=-1, value_bytes=0, superseded=0, superseded_bytes=0
+        )
 
 
 def state(p: Pipeline, dlq: RecordingDlq) -> dict[str, Any]:
     def entries(held: dict[str, Any]) -> dict[str, Any]:
         return {
-            uid: (add, value, ts, (rng.tp, rng.first), key, offset, size)
-            for uid, (add, value, ts, rng, key, offset, size) in held.items()
+            uid: (e.add, e.value, e.ts_ms, (e.range.tp, e.range.first), e.key, e.offset, e.size)
+            for uid, e in held.items()
         }
 
     cohorts = {

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from streamer._fastpath import Members
-from streamer.batch import CohortBuffer
+from streamer.batch import CohortBuffer, Entry
 from streamer.metrics import STATUS_CLASSES, AgeHistogram, status_class
 from streamer.offsets import PendingRange
 
@@ -22,7 +22,7 @@ def members_timed(stamps_ms: list[int]) -> Members:
     buf = CohortBuffer("c", 0.0)
     rng = PendingRange(("t", 0), 0, len(stamps_ms), len(stamps_ms))
     for i, ts in enumerate(stamps_ms):
-        buf.put(f"u{i}", (True, b"{}", ts, rng, None, i, 2))
+        buf.put(f"u{i}", Entry(add=True, value=b"{}", key=None, offset=i, ts_ms=ts, range=rng))
     [(_data, members)], refused = buf.adds.seal(b"", b"", 10**9, 0)
     assert refused is None
     return members

@@ -83,7 +83,7 @@ async def test_revoke_past_its_deadline_cancels_the_delivery_and_requeues_what_s
         assert not p.sending
         cohort = p.cohorts.by_id["c"]
         assert cohort.open is not None and not cohort.busy
-        assert {uid: e[0] for uid, e in cohort.open.entries.items()} == {"x": True, "y": False}
+        assert {uid: e.add for uid, e in cohort.open.entries.items()} == {"x": True, "y": False}
         assert (cohort.open.name, cohort.open.description) == ("Cohort C", "d")  # not the id
         assert p.tracker.pending_in([P1]) == 2  # back in the buffer, not settled
         assert points.get(P0, 0) == 0  # nothing of P0 was applied: the new owner starts at 0
@@ -108,7 +108,7 @@ async def test_a_requeued_event_yields_to_a_later_one_of_the_same_uid() -> None:
         cohort = p.cohorts.by_id["c"]
         assert cohort.open is not None
         held = cohort.open.entries["x"]
-        assert (held[0], held[5]) == (False, 1)  # the later exit wins over the requeued enter
+        assert (held.add, held.offset) == (False, 1)  # the later exit wins over the requeued enter
         assert p.tracker.pending_in([P1]) == 1  # the requeued enter was settled by its winner
         assert p.buffered_events == 1
     finally:

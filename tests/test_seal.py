@@ -34,8 +34,8 @@ def check_aligned(shipment: Shipment) -> None:
         entries = parcel.members.entries()
         assert len(entries) == len(body_uids) == len(parcel.members)
         for uid, entry in zip(body_uids, entries, strict=True):
-            assert f'"uid":"{uid}"'.encode() in entry[1]
-            assert entry[0] is parcel.members.add
+            assert f'"uid":"{uid}"'.encode() in entry.value
+            assert entry.add is parcel.members.add
 
 
 def test_everything_takes_all_and_empties_the_buffer() -> None:
@@ -109,7 +109,7 @@ def test_a_uid_too_large_for_any_body_is_set_aside_and_the_rest_still_sent() -> 
     Feed().batch(buf, [("a", True, P0), ("x" * 3000, True, P0), ("b", True, P0)])
     shipment = seal(buf, PARTNER, 2000, Take.EVERYTHING)
     [refused] = shipment.too_large
-    assert refused.uids() == ["x" * 3000] and [e[5] for e in refused.entries()] == [1]
+    assert refused.uids() == ["x" * 3000] and [e.offset for e in refused.entries()] == [1]
     assert sent_uids(shipment) == ["a", "b"]
     check_aligned(shipment)
 
@@ -125,7 +125,7 @@ def test_seal_property(events: list[tuple[int, bool]], max_bytes: int, take: Tak
     feed = Feed()
     buf = CohortBuffer("c", 0.0)
     feed.batch(buf, [(f"u{n}", add, P0) for n, add in events])
-    held = {uid: entry[0] for uid, entry in buf.entries.items()}
+    held = {uid: entry.add for uid, entry in buf.entries.items()}
     larger_is_add = buf.add_bytes >= buf.remove_bytes
     shipment = seal(buf, PARTNER, max_bytes, take)
     sent = sent_uids(shipment)

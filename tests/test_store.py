@@ -24,7 +24,7 @@ class Model:
         self.actions: dict[bool, dict[str, Entry]] = {True: {}, False: {}}
 
     def put(self, uid: str, entry: Entry) -> Entry | None:
-        own, other = self.actions[entry[0]], self.actions[not entry[0]]
+        own, other = self.actions[entry.add], self.actions[not entry.add]
         old = own.get(uid)
         if old is None:
             old = other.pop(uid, None)
@@ -38,7 +38,8 @@ class Model:
 def entry(uid: str, add: bool, offset: int, rng: PendingRange, size: int, keyed: bool) -> Entry:
     value = (f'{{"uid":{uid!r},"n":{offset}}}' + "x" * size).encode()
     key = uid.encode() if keyed else None
-    return (add, value, 1_700_000_000_000 + offset, rng, key, offset, len(value))
+    ts_ms = 1_700_000_000_000 + offset
+    return Entry(add=add, value=value, key=key, offset=offset, ts_ms=ts_ms, range=rng)
 
 
 def check(buf: CohortBuffer, model: Model) -> None:
@@ -103,24 +104,24 @@ def test_held_behaves_like_the_dicts_it_replaced(script: list[tuple[Any, ...]]) 
                 (u, e)
                 for a in (True, False)
                 for u, e in model.actions[a].items()
-                if e[3].tp in lost
+                if e.range.tp in lost
             ]
             for uid, e in dropped:
-                del model.actions[e[0]][uid]
-                e[3].pending -= 1  # dropped unsettled: the test's ledger forgets it too
-            assert buf.drop_partitions(lost) == (len(dropped), sum(e[6] for _u, e in dropped))
+                del model.actions[e.add][uid]
+                e.range.ack()  # dropped unsettled: the test's ledger forgets it too
+            assert buf.drop_partitions(lost) == (len(dropped), sum(e.size for _u, e in dropped))
         elif step[0] == "requeue" and unsettled:
             members, released = unsettled.pop(), set(step[1])
             own, other = (buf.adds, buf.removes) if members.add else (buf.removes, buf.adds)
             gone = 0
             for uid, e in zip(members.uids(), members.entries(), strict=True):
-                if e[3].tp in released:
+                if e.range.tp in released:
                     gone += 1
-                    e[3].pending -= 1  # the ledger forgets what the new owner redelivers
+                    e.range.ack()  # the ledger forgets what the new owner redelivers
                 elif uid in model.actions[True] or uid in model.actions[False]:
                     gone += 1  # settled by requeue itself: a later event of this uid wins
                 else:
-                    model.actions[e[0]][uid] = e
+                    model.actions[e.add][uid] = e
             assert members.requeue(own, other, released)[0] == gone
         elif step[0] == "settle" and unsettled:
             members = unsettled.pop(0)
@@ -130,7 +131,7 @@ def test_held_behaves_like_the_dicts_it_replaced(script: list[tuple[Any, ...]]) 
     held = [e for a in (True, False) for e in model.actions[a].values()]
     in_flight = [e for m in unsettled for e in m.entries()]
     for tp, rng in ranges.items():
-        assert rng.pending == sum(1 for e in held + in_flight if e[3].tp == tp)
+        assert rng.pending == sum(1 for e in held + in_flight if e.range.tp == tp)
 
 
 def test_heavy_flapping_compacts_and_keeps_the_latest_of_each_uid() -> None:

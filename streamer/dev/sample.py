@@ -96,13 +96,19 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> 
         }
     )
     for key, value in messages:
-        while True:
-            try:
-                producer.produce(topic, value=value, key=key)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_one(producer, topic, key, value)
         producer.poll(0)
     remaining = producer.flush(60)
     if remaining:
         raise RuntimeError(f"{remaining} sample messages were not delivered to {topic}")
+
+
+def produce_one(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+    """Queue one message, waiting while librdkafka's local queue is full (BufferError) for
+    deliveries to make room. (Test and benchmark producers; the DLQ writer has its own rule.)"""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key)
+            return
+        except BufferError:
+            producer.poll(0.05)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Producer
 
+from streamer.dev.sample import produce_one
 from streamer.payload import Envelope
 from tests.fixtures.bodies import pack_one_by_one
 
@@ -168,12 +169,7 @@ def produce(bootstrap: str, topic: str, messages: Iterator[tuple[bytes, bytes]])
     out = producer(bootstrap)
     count = 0
     for key, value in messages:
-        while True:
-            try:
-                out.produce(topic, value, key)
-                break
-            except BufferError:
-                out.poll(0.05)
+        produce_one(out, topic, key, value)
         count += 1
         if count % 10_000 == 0:
             out.poll(0)

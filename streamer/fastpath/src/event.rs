@@ -3,21 +3,19 @@
 //! `Schema::read` returns None for anything it is not sure of; the caller then asks Python's
 //! careful path (streamer/decode.py), which names what is wrong. So this must never accept an
 //! event the careful path refuses, nor read one differently (tests/test_fastpath.py checks it
-//! on generated events).
+//! on generated events). The limits and the forbidden name characters are not written here:
+//! streamer/decode.py hands its own over when it builds the fast path.
 
 use std::borrow::Cow;
 use std::fmt;
 
+use pyo3::FromPyObject;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-/// The same limits as streamer/decode.py.
-pub const MAX_ID_CHARS: usize = 1024;
-pub const MAX_EPOCH_MS: u64 = 100_000_000_000_000;
-/// Cohort Sync refuses names starting with '.' or holding any of these.
-const FORBIDDEN_IN_NAME: &str = "|*?\\:<>=$\"";
-
-/// The event's configured field names (config `events.*_field`).
+/// The event's configured field names (config `events.*_field`), from a dict with these keys.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
 pub struct FieldNames {
     pub action: String,
     pub cohort_id: String,
@@ -25,6 +23,19 @@ pub struct FieldNames {
     pub name: String,
     pub description: String,
     pub ts: String,
+}
+
+/// What streamer/decode.py takes, from a dict with these keys.
+#[derive(FromPyObject)]
+#[pyo3(from_item_all)]
+pub struct Limits {
+    pub max_event_bytes: usize,
+    pub max_id_chars: usize,
+    /// epoch milliseconds at or above this are not a time
+    pub max_epoch_ms: u64,
+    /// a cohort name may not start with any of these characters, nor hold any of the others
+    pub forbidden_name_start: String,
+    pub forbidden_name_chars: String,
 }
 
 /// The event time as written; only epoch milliseconds are read here, the rest by Python.
@@ -49,12 +60,12 @@ pub struct Schema {
     pub names: FieldNames,
     pub enter: Vec<String>,
     pub exit: Vec<String>,
-    pub max_event_bytes: usize,
+    pub limits: Limits,
 }
 
 impl Schema {
     pub fn read<'a>(&self, value: &'a [u8]) -> Option<Event<'a>> {
-        if value.is_empty() || value.len() > self.max_event_bytes {
+        if value.is_empty() || value.len() > self.limits.max_event_bytes {
             return None;
         }
         let mut json = serde_json::Deserializer::from_slice(value);
@@ -68,10 +79,10 @@ impl Schema {
         } else {
             return None;
         };
-        if !plausible_id(&raw.cohort_id) || !plausible_id(&raw.uid) {
+        if !self.plausible_id(&raw.cohort_id) || !self.plausible_id(&raw.uid) {
             return None;
         }
-        let name = raw.name.unwrap_or_else(|| raw.cohort_id.clone());
+        let name = cohort_name(raw.name, &raw.cohort_id);
         Some(Event {
             add,
             cohort_id: raw.cohort_id,
@@ -81,19 +92,35 @@ impl Schema {
             ts: raw.ts,
         })
     }
+
+    /// Whether Cohort Sync takes this cohort name (checked apart from read(): ingest checks a
+    /// name only when it differs from the buffer's, which was checked when it was set).
+    pub fn name_allowed(&self, name: &str) -> bool {
+        let limits = &self.limits;
+        match name.chars().next() {
+            None => false,
+            Some(first) if limits.forbidden_name_start.contains(first) => false,
+            Some(_) => !name.contains(|c| limits.forbidden_name_chars.contains(c)),
+        }
+    }
+
+    /// Whether an epoch-milliseconds time is in range.
+    pub fn time_allowed(&self, ms: u64) -> bool {
+        ms < self.limits.max_epoch_ms
+    }
+
+    /// Not blank and not too long. Python's isspace() counts more characters as blank than
+    /// Rust does, so an id is taken here only if it has a visible ASCII character (blank to
+    /// neither).
+    fn plausible_id(&self, id: &str) -> bool {
+        let max = self.limits.max_id_chars;
+        id.bytes().any(|b| b.is_ascii_graphic()) && (id.len() <= max || id.chars().count() <= max)
+    }
 }
 
-/// Whether Cohort Sync takes this cohort name (checked apart from read(): ingest checks a name
-/// only when it differs from the buffer's, which was checked when it was set).
-pub fn name_allowed(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('.') && !name.contains(|c| FORBIDDEN_IN_NAME.contains(c))
-}
-
-/// Not blank and not too long. Python's isspace() counts more characters as blank than Rust
-/// does, so an id is taken here only if it has a visible ASCII character (blank to neither).
-fn plausible_id(id: &str) -> bool {
-    id.bytes().any(|b| b.is_ascii_graphic())
-        && (id.len() <= MAX_ID_CHARS || id.chars().count() <= MAX_ID_CHARS)
+/// The cohort's name: the event's, or else its id (both readers take it from here).
+pub fn cohort_name<'a>(name: Option<Cow<'a, str>>, cohort_id: &Cow<'a, str>) -> Cow<'a, str> {
+    name.unwrap_or_else(|| cohort_id.clone())
 }
 
 /// The object as read, before the rules: required fields present and strings, nothing twice.
@@ -233,5 +260,126 @@ impl<'de> Visitor<'de> for TsVisitor {
 
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
         Ok(Ts::Text(Cow::Owned(s.to_owned())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(max_event_bytes: usize) -> Schema {
+        Schema {
+            names: FieldNames {
+                action: "action".into(),
+                cohort_id: "cohort_id".into(),
+                uid: "uid".into(),
+                name: "cohort_name".into(),
+                description: "cohort_description".into(),
+                ts: "ts".into(),
+            },
+            enter: vec!["enter".into(), "in".into()],
+            exit: vec!["exit".into()],
+            limits: Limits {
+                max_event_bytes,
+                max_id_chars: 8,
+                max_epoch_ms: 1_000,
+                forbidden_name_start: ".".into(),
+                forbidden_name_chars: "|$".into(),
+            },
+        }
+    }
+
+    fn read(value: &str) -> Option<Event<'_>> {
+        schema(4096).read(value.as_bytes())
+    }
+
+    #[test]
+    fn reads_a_well_formed_event() {
+        let value = r#"{"action":"in","cohort_id":"c","uid":"u","cohort_name":"N","cohort_description":"d","ts":5,"x":[1]}"#;
+        let event = read(value).expect("valid");
+        assert!(event.add);
+        assert_eq!(
+            (&*event.cohort_id, &*event.uid, &*event.name),
+            ("c", "u", "N")
+        );
+        assert_eq!(event.description.as_deref(), Some("d"));
+        assert!(matches!(event.ts, Ts::Millis(5)));
+        let exit = read(r#"{"action":"exit","cohort_id":"c","uid":"u"}"#).expect("valid");
+        assert!(!exit.add);
+    }
+
+    #[test]
+    fn a_missing_or_null_name_is_the_cohort_id_and_a_missing_time_is_absent() {
+        for value in [
+            r#"{"action":"enter","cohort_id":"c7","uid":"u"}"#,
+            r#"{"action":"enter","cohort_id":"c7","uid":"u","cohort_name":null,"ts":null}"#,
+        ] {
+            let event = read(value).expect("valid");
+            assert_eq!(&*event.name, "c7");
+            assert!(matches!(event.ts, Ts::Absent));
+        }
+    }
+
+    #[test]
+    fn times_other_than_epoch_ms_are_handed_over_as_written() {
+        let event = read(r#"{"action":"enter","cohort_id":"c","uid":"u","ts":1.5}"#).unwrap();
+        assert!(matches!(event.ts, Ts::Float(f) if f == 1.5));
+        let event = read(r#"{"action":"enter","cohort_id":"c","uid":"u","ts":"2024"}"#).unwrap();
+        assert!(matches!(event.ts, Ts::Text(ref t) if t == "2024"));
+    }
+
+    #[test]
+    fn steps_aside_where_the_careful_path_must_decide() {
+        for value in [
+            "",
+            "[]",
+            "not json",
+            r#"{"action":"enter","cohort_id":"c","uid":"u"} x"#, // trailing bytes
+            r#"{"action":"stay","cohort_id":"c","uid":"u"}"#,    // unknown action
+            r#"{"cohort_id":"c","uid":"u"}"#,                    // missing action
+            r#"{"action":"enter","uid":"u"}"#,                   // missing cohort
+            r#"{"action":"enter","cohort_id":"c","uid":7}"#,     // not a string
+            r#"{"action":"enter","cohort_id":" ","uid":"u"}"#,   // blank
+            r#"{"action":"enter","cohort_id":"c","uid":"123456789"}"#, // over max_id_chars
+            r#"{"action":"enter","cohort_id":"c","uid":"u","uid":"v"}"#, // a key twice
+            r#"{"action":"enter","cohort_id":"c","uid":"u","ts":-1}"#,
+            r#"{"action":"enter","cohort_id":"c","uid":"u","ts":true}"#,
+            r#"{"action":"enter","cohort_id":"c","uid":"u","cohort_name":5}"#,
+        ] {
+            assert!(read(value).is_none(), "{value}");
+        }
+    }
+
+    #[test]
+    fn ids_are_counted_in_characters_not_bytes_and_need_a_visible_one() {
+        assert!(read(r#"{"action":"enter","cohort_id":"c","uid":"aüüüüüüü"}"#).is_some());
+        assert!(read(r#"{"action":"enter","cohort_id":"c","uid":"aüüüüüüüü"}"#).is_none());
+        // blank to neither reader only if it has a visible ASCII character: see plausible_id
+        assert!(read(r#"{"action":"enter","cohort_id":"c","uid":"üü"}"#).is_none());
+    }
+
+    #[test]
+    fn the_size_limit_is_the_one_handed_over() {
+        let value = br#"{"action":"enter","cohort_id":"c","uid":"u"}"#;
+        assert!(schema(value.len()).read(value).is_some());
+        assert!(schema(value.len() - 1).read(value).is_none());
+    }
+
+    #[test]
+    fn names_follow_the_characters_handed_over() {
+        let s = schema(4096);
+        for name in ["ok", "a.b", "a*b"] {
+            assert!(s.name_allowed(name), "{name}");
+        }
+        for name in ["", ".hidden", "a|b", "$"] {
+            assert!(!s.name_allowed(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn times_at_or_over_the_limit_handed_over_are_refused() {
+        let s = schema(4096);
+        assert!(s.time_allowed(999));
+        assert!(!s.time_allowed(1_000));
     }
 }

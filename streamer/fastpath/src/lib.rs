@@ -2,20 +2,31 @@
 //! buffer, for the common case (a well-formed event of an open cohort, continuing a partition's
 //! run). Anything else stops the loop and Python's ingest takes that message the careful way
 //! (streamer/pipeline.py), so the rules live in one place and this only has to agree with them.
+//!
+//! The boundary is one-way: Python hands over plain data (bytes, strings, numbers, dicts of
+//! them, its parse_ts function) and the types defined here (range.rs, buffer.rs, entry.rs,
+//! store.rs); nothing here imports a project module or reads a Python object's attributes.
 
 mod body;
 mod buffer;
+mod change;
+mod entry;
 mod event;
+mod range;
 mod store;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
 
-use buffer::BufferView;
-use event::{name_allowed, Event, FieldNames, Schema, Ts, MAX_EPOCH_MS};
+use buffer::{BufferView, CohortBuffer};
+use change::Change;
+use entry::Entry;
+use event::{FieldNames, Limits, Schema, Ts};
+use range::PendingRange;
 use store::{Held, Members, NewEvent};
 
 /// One event schema's fast path (streamer/decode.py builds it from the config).
@@ -25,65 +36,65 @@ struct FastPath {
     parse_ts: Py<PyAny>, // decode.parse_ts, for times written as floats or ISO-8601
 }
 
-/// What ingest_run did: (index of the first message it did not take, offset of the last one it
-/// took (-1: none), their value bytes, events superseded, value bytes superseded).
-type RunTally = (usize, i64, u64, u64, u64);
+/// What ingest_run did.
+#[pyclass(frozen, get_all, module = "streamer._fastpath")]
+struct RunTally {
+    /// index of the first message it did not take
+    next: usize,
+    /// offset of the last message it took (-1: none)
+    last_offset: i64,
+    /// value bytes of the messages it took
+    value_bytes: u64,
+    /// events those superseded, and their value bytes
+    superseded: u64,
+    superseded_bytes: u64,
+}
 
 #[pymethods]
 impl FastPath {
     #[new]
+    #[pyo3(signature = (*, fields, enter_actions, exit_actions, limits, parse_ts))]
     fn new(
-        fields: (String, String, String, String, String, String),
+        fields: FieldNames,
         enter_actions: Vec<String>,
         exit_actions: Vec<String>,
-        max_event_bytes: usize,
+        limits: Limits,
         parse_ts: Py<PyAny>,
     ) -> Self {
-        let (action, cohort_id, uid, name, description, ts) = fields;
-        let names = FieldNames {
-            action,
-            cohort_id,
-            uid,
-            name,
-            description,
-            ts,
-        };
         let schema = Schema {
-            names,
+            names: fields,
             enter: enter_actions,
             exit: exit_actions,
-            max_event_bytes,
+            limits,
         };
         FastPath { schema, parse_ts }
     }
 
     /// The fields of a valid event, as decode.Decoder.decode returns them, or None when this is
     /// not the common case (the careful path then decides).
-    fn decode<'py>(&self, value: &Bound<'py, PyBytes>) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let py = value.py();
-        let Some(event) = self.schema.read(value.as_bytes()) else {
+    fn decode(&self, py: Python<'_>, value: &[u8]) -> PyResult<Option<Change>> {
+        let Some(event) = self.schema.read(value) else {
             return Ok(None);
         };
-        if !name_allowed(&event.name) {
+        if !self.schema.name_allowed(&event.name) {
             return Ok(None);
         }
         let Some(ts) = self.millis(py, &event.ts)? else {
             return Ok(None);
         };
-        let fields = (
-            event.add,
-            event.cohort_id.as_ref(),
-            event.name.as_ref(),
-            event.description.as_deref(),
-            event.uid.as_ref(),
-            ts,
-        );
-        Ok(Some(fields.into_pyobject(py)?))
+        Ok(Some(Change {
+            add: event.add,
+            cohort_id: event.cohort_id.into_owned(),
+            cohort_name: event.name.into_owned(),
+            cohort_description: event.description.map(|d| d.into_owned()),
+            uid: event.uid.into_owned(),
+            ts_ms: ts.map(|ms| ms as i64),
+        }))
     }
 
     /// Takes messages[start:] into the cohort buffers while each continues the run of
-    /// (topic, partition), is a valid event and its cohort has an open buffer (`cohorts`:
-    /// pipeline.Pipeline.cohorts), each event settling `rng` (its PendingRange) when done.
+    /// (topic, partition), is a valid event and its cohort has an open buffer (`buffers`: the
+    /// open buffers by cohort id), each event settling `rng` when done.
     /// `topic` None: one topic is consumed, so a run ends only where the partition changes
     /// (reading each message's topic would cost a cache miss per event).
     fn ingest_run(
@@ -92,8 +103,8 @@ impl FastPath {
         start: usize,
         topic: Option<&Bound<'_, PyString>>,
         partition: i64,
-        rng: &Bound<'_, PyAny>,
-        cohorts: &Bound<'_, PyDict>,
+        rng: &Bound<'_, PendingRange>,
+        buffers: &Bound<'_, PyDict>,
     ) -> PyResult<RunTally> {
         // per call, not kept: between calls Python may open, seal or rename buffers
         let mut views: HashMap<String, BufferView> = HashMap::new();
@@ -102,7 +113,7 @@ impl FastPath {
         while index < messages.len() {
             let msg = messages.get_item(index)?;
             let Some((offset, size, old)) =
-                self.take(&msg, topic, partition, rng, cohorts, &mut views)?
+                self.take(&msg, topic, partition, rng, buffers, &mut views)?
             else {
                 break;
             };
@@ -114,7 +125,13 @@ impl FastPath {
             }
             index += 1;
         }
-        Ok((index, last, nbytes, superseded, superseded_bytes))
+        Ok(RunTally {
+            next: index,
+            last_offset: last,
+            value_bytes: nbytes,
+            superseded,
+            superseded_bytes,
+        })
     }
 }
 
@@ -126,8 +143,8 @@ impl FastPath {
         msg: &Bound<'py, PyAny>,
         topic: Option<&Bound<'py, PyString>>,
         partition: i64,
-        rng: &Bound<'py, PyAny>,
-        cohorts: &Bound<'py, PyDict>,
+        rng: &Bound<'py, PendingRange>,
+        buffers: &Bound<'py, PyDict>,
         views: &mut HashMap<String, BufferView<'py>>,
     ) -> PyResult<Option<(i64, u64, Option<u64>)>> {
         let py = msg.py();
@@ -152,26 +169,22 @@ impl FastPath {
         };
         let view = match views.get_mut(event.cohort_id.as_ref()) {
             Some(view) => view,
-            None => match open_buffer(cohorts, &event.cohort_id)? {
-                Some(view) => views.entry(event.cohort_id.to_string()).or_insert(view),
+            None => match buffers.get_item(event.cohort_id.as_ref())? {
+                Some(buf) => {
+                    let view = BufferView::open(buf.cast()?, |n| self.schema.name_allowed(n));
+                    views.entry(event.cohort_id.to_string()).or_insert(view)
+                }
                 None => return Ok(None), // Python opens the cohort's buffer
             },
         };
         // a name is checked once, not per event: the buffer's was checked when it was set
-        let same_name = view.name_allowed && view.name == event.name;
-        if !same_name && !name_allowed(&event.name) {
+        let same_name = view.name_allowed && view.name() == event.name;
+        if !same_name && !self.schema.name_allowed(&event.name) {
             return Ok(None);
         }
         // from here on the message is taken: nothing below returns None
-        label(view, &event)?;
-        let ts: i64 = match ts {
-            Some(ms) => ms as i64,
-            // an event without its own time is timed from Kafka's
-            None => msg
-                .call_method0(intern!(py, "timestamp"))?
-                .get_item(1)?
-                .extract()?,
-        };
+        view.label(&event.name, event.description.as_deref());
+        let ts = event_time(msg, ts.map(|ms| ms as i64))?;
         let offset: i64 = msg.call_method0(intern!(py, "offset"))?.extract()?;
         let key = msg.call_method0(intern!(py, "key"))?;
         let key = key.cast::<PyBytes>().ok();
@@ -202,7 +215,7 @@ impl FastPath {
     fn millis(&self, py: Python<'_>, ts: &Ts) -> PyResult<Option<Option<u64>>> {
         let written = match ts {
             Ts::Absent => return Ok(Some(None)),
-            Ts::Millis(ms) => return Ok((*ms < MAX_EPOCH_MS).then_some(Some(*ms))),
+            Ts::Millis(ms) => return Ok(self.schema.time_allowed(*ms).then_some(Some(*ms))),
             Ts::Float(f) => PyFloat::new(py, *f).into_any(),
             Ts::Text(text) => PyString::new(py, text).into_any(),
         };
@@ -215,42 +228,24 @@ impl FastPath {
     }
 }
 
-/// The view of a cohort's open buffer, or None if it has none.
-fn open_buffer<'py>(
-    cohorts: &Bound<'py, PyDict>,
-    cohort_id: &str,
-) -> PyResult<Option<BufferView<'py>>> {
-    let Some(cohort) = cohorts.get_item(cohort_id)? else {
-        return Ok(None);
-    };
-    let buf = cohort.getattr(intern!(cohorts.py(), "open"))?;
-    if buf.is_none() {
-        return Ok(None);
-    }
-    BufferView::open(buf).map(Some)
+/// The name of an event's cohort: `name` as the event gives it (None: absent or null), or else
+/// its id. The careful path (streamer/decode.py) asks this rule of the native reader.
+#[pyfunction(name = "cohort_name")]
+fn py_cohort_name(name: Option<String>, cohort_id: String) -> String {
+    event::cohort_name(name.map(Cow::Owned), &Cow::Owned(cohort_id)).into_owned()
 }
 
-/// The cohort's name and description follow its latest event.
-fn label(view: &mut BufferView<'_>, event: &Event<'_>) -> PyResult<()> {
-    if view.name != event.name {
-        view.set_name(&event.name)?;
-    }
-    if let Some(description) = &event.description {
-        if view.description.as_deref() != Some(description.as_ref()) {
-            view.set_description(description)?;
-        }
-    }
-    Ok(())
-}
-
-/// CohortBuffer.put for Python callers: the same rules as ingest_run's.
+/// The time a held event is aged from: its own (`ts_ms`), or else the Kafka message's. Both
+/// ingest paths call this (streamer/pipeline.py for the careful one).
 #[pyfunction]
-fn put<'py>(
-    buf: &Bound<'py, PyAny>,
-    uid: &Bound<'py, PyString>,
-    entry: &Bound<'py, PyTuple>,
-) -> PyResult<Option<Py<PyTuple>>> {
-    store::put_entry(buf, uid, entry)
+fn event_time(msg: &Bound<'_, PyAny>, ts_ms: Option<i64>) -> PyResult<i64> {
+    match ts_ms {
+        Some(ms) => Ok(ms),
+        None => msg
+            .call_method0(intern!(msg.py(), "timestamp"))?
+            .get_item(1)?
+            .extract(),
+    }
 }
 
 /// payload.pack: (body, indices of the uids it carries) per body, and the indices of the uids
@@ -276,10 +271,16 @@ fn pack<'py>(
 #[pymodule]
 fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FastPath>()?;
-    m.add_function(wrap_pyfunction!(put, m)?)?;
-    m.add_function(wrap_pyfunction!(pack, m)?)?;
+    m.add_class::<RunTally>()?;
+    m.add_class::<PendingRange>()?;
+    m.add_class::<CohortBuffer>()?;
+    m.add_class::<Entry>()?;
+    m.add_class::<Change>()?;
     m.add_class::<Held>()?;
     m.add_class::<Members>()?;
-    m.add("MEMBER_OVERHEAD", store::MEMBER_OVERHEAD)?;
+    m.add_function(wrap_pyfunction!(event_time, m)?)?;
+    m.add_function(wrap_pyfunction!(py_cohort_name, m)?)?;
+    m.add_function(wrap_pyfunction!(pack, m)?)?;
+    m.add("MEMBER_OVERHEAD", body::MEMBER_OVERHEAD)?;
     Ok(())
 }

@@ -1,22 +1,20 @@
 //! Held events as Rust data: no Python object exists per buffered event.
 //!
 //! A `Store` keeps events in arrival order, their uid, value and key bytes in one arena, and
-//! the PendingRange objects they settle in a small table (events of one run share one range).
-//! `Held` is one action of a cohort's buffer (streamer/batch.py `CohortBuffer`): a store with a
+//! the ranges (range.rs) they settle in a small table (events of one run share one range).
+//! `Held` is one action of a cohort's buffer (buffer.rs `CohortBuffer`): a store with a
 //! uid index, the latest event per uid. `Members` is what one request body carries: the events
 //! it applies, settled together once the API accepted them. Passes over a body read contiguous
 //! memory, and freeing one is a few large frees, not one per event.
 
 use hashbrown::{DefaultHashBuilder, HashTable};
-use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PySet, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList};
 use std::hash::BuildHasher;
 
-use crate::body::{self, Packed};
-
-/// Bytes one member adds to a body beyond its uid: {"uid":""} plus the separating comma.
-pub const MEMBER_OVERHEAD: usize = 11;
+use crate::body::{self, Packed, MEMBER_OVERHEAD};
+use crate::entry::Entry;
+use crate::range::{Partitions, PendingRange};
 /// A buffer's store is rewritten once its garbage (superseded or taken events, and their bytes)
 /// outweighs what is live and exceeds these: amortised O(1) per put, memory proportional to
 /// what is held.
@@ -69,14 +67,14 @@ pub struct NewEvent<'a, 'py> {
     pub key: Option<&'a [u8]>,
     pub ts: i64,
     pub offset: i64,
-    pub range: &'a Bound<'py, PyAny>,
+    pub range: &'a Bound<'py, PendingRange>,
 }
 
 #[derive(Default)]
 struct Store {
     events: Vec<Event>,
     arena: Vec<u8>,
-    ranges: Vec<Py<PyAny>>,
+    ranges: Vec<Py<PendingRange>>,
 }
 
 impl Store {
@@ -104,7 +102,7 @@ impl Store {
     }
 
     /// The index of `range` in the table: consecutive events mostly share one.
-    fn range_index(&mut self, range: &Bound<'_, PyAny>) -> u32 {
+    fn range_index(&mut self, range: &Bound<'_, PendingRange>) -> u32 {
         match self.ranges.last() {
             Some(last) if last.is(range) => {}
             _ => self.ranges.push(range.clone().unbind()),
@@ -142,35 +140,29 @@ impl Store {
         self.events.iter().filter(|e| e.live)
     }
 
-    fn range<'py>(&self, py: Python<'py>, event: &Event) -> &Bound<'py, PyAny> {
+    fn range<'py>(&self, py: Python<'py>, event: &Event) -> &Bound<'py, PendingRange> {
         self.ranges[event.range as usize].bind(py)
     }
 
-    /// The entry tuple of streamer/batch.py (`Entry`), for Python callers and tests.
-    fn entry<'py>(
-        &self,
-        py: Python<'py>,
-        event: &Event,
-        add: bool,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let key = self.key(event).map(|k| PyBytes::new(py, k));
-        (
+    /// The event as an Entry (entry.rs), for Python callers and tests.
+    fn entry(&self, py: Python<'_>, event: &Event, add: bool) -> PyResult<Py<Entry>> {
+        let entry = Entry {
             add,
-            PyBytes::new(py, self.bytes(event.value)),
-            event.ts,
-            self.range(py, event),
-            key,
-            event.offset,
-            event.value.len,
-        )
-            .into_pyobject(py)
+            value: PyBytes::new(py, self.bytes(event.value)).unbind(),
+            key: self.key(event).map(|k| PyBytes::new(py, k).unbind()),
+            offset: event.offset,
+            ts_ms: event.ts,
+            range: self.range(py, event).clone().unbind(),
+            size: event.value.len as usize,
+        };
+        Py::new(py, entry)
     }
 
-    /// Per range, whether its partition is in `tps` (a set of (topic, partition)).
-    fn ranges_in(&self, py: Python<'_>, tps: &Bound<'_, PySet>) -> PyResult<Vec<bool>> {
+    /// Per range, whether its partition is in `partitions`.
+    fn ranges_in(&self, py: Python<'_>, partitions: &Partitions) -> Vec<bool> {
         self.ranges
             .iter()
-            .map(|r| tps.contains(r.bind(py).getattr(intern!(py, "tp"))?))
+            .map(|r| r.bind(py).borrow().within(partitions))
             .collect()
     }
 }
@@ -192,7 +184,7 @@ pub struct Held {
 /// What a put superseded: its value size (its range is already acknowledged).
 pub struct Superseded {
     pub size: u64,
-    pub entry: Option<Py<PyTuple>>, // asked for by Python callers
+    pub entry: Option<Py<Entry>>, // asked for by Python callers
 }
 
 impl Held {
@@ -314,9 +306,9 @@ impl Held {
     }
 
     fn superseded(&self, py: Python<'_>, old: &Event, want_entry: bool) -> PyResult<Superseded> {
-        acknowledge(self.store.range(py, old), 1)?;
+        self.store.range(py, old).borrow_mut().ack(1);
         let entry = if want_entry {
-            Some(self.store.entry(py, old, self.add)?.unbind())
+            Some(self.store.entry(py, old, self.add)?)
         } else {
             None
         };
@@ -374,16 +366,56 @@ impl Held {
     }
 }
 
-#[pymethods]
 impl Held {
-    #[new]
-    fn py_new(add: bool) -> Self {
+    pub fn new(add: bool) -> Self {
         Held {
             add,
             ..Held::default()
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn holds(&self, uid: &str) -> bool {
+        self.find(uid).is_some()
+    }
+
+    pub fn est_bytes(&self) -> usize {
+        self.est_bytes
+    }
+
+    /// Forgets the events of these partitions, unsettled; returns (events, value bytes).
+    pub fn drop_within(&mut self, py: Python<'_>, partitions: &Partitions) -> (usize, u64) {
+        let lost = self.store.ranges_in(py, partitions);
+        let (live, value_bytes) = (self.live, self.value_bytes);
+        if lost.iter().any(|&l| l) {
+            self.rebuild(py, |e| !lost[e.range as usize]);
+        }
+        (live - self.live, value_bytes - self.value_bytes)
+    }
+
+    pub fn holds_within(&self, py: Python<'_>, partitions: &Partitions) -> bool {
+        let within = self.store.ranges_in(py, partitions);
+        self.store.live().any(|e| within[e.range as usize])
+    }
+
+    /// uid -> Entry of every held event, in order.
+    pub fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for event in self.store.live() {
+            out.set_item(
+                self.store.uid(event),
+                self.store.entry(py, event, self.add)?,
+            )?;
+        }
+        Ok(out)
+    }
+}
+
+#[pymethods]
+impl Held {
     #[getter]
     fn add(&self) -> bool {
         self.add
@@ -394,25 +426,19 @@ impl Held {
     }
 
     fn __contains__(&self, uid: &str) -> bool {
-        self.find(uid).is_some()
+        self.holds(uid)
     }
 
     /// A lower bound of the members' bytes in a body (len(uid) never exceeds its escaped UTF-8).
-    #[getter]
-    fn est_bytes(&self) -> usize {
+    #[getter(est_bytes)]
+    fn py_est_bytes(&self) -> usize {
         self.est_bytes
     }
 
-    /// uid -> entry tuple (streamer/batch.py `Entry`) of every held event, in order.
-    fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let out = PyDict::new(py);
-        for event in self.store.live() {
-            out.set_item(
-                self.store.uid(event),
-                self.store.entry(py, event, self.add)?,
-            )?;
-        }
-        Ok(out)
+    /// uid -> Entry of every held event, in order.
+    #[pyo3(name = "entries")]
+    fn py_entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.entries(py)
     }
 
     /// Packs the held events into bodies of at most max_bytes (`head` + members + `tail`), in
@@ -438,22 +464,12 @@ impl Held {
 
     /// Forgets the events of these partitions (redelivered to their new owner), unsettled;
     /// returns (events, value bytes) forgotten.
-    fn drop_partitions(
-        &mut self,
-        py: Python<'_>,
-        tps: &Bound<'_, PySet>,
-    ) -> PyResult<(usize, u64)> {
-        let lost = self.store.ranges_in(py, tps)?;
-        let (live, value_bytes) = (self.live, self.value_bytes);
-        if lost.iter().any(|&l| l) {
-            self.rebuild(py, |e| !lost[e.range as usize]);
-        }
-        Ok((live - self.live, value_bytes - self.value_bytes))
+    fn drop_partitions(&mut self, py: Python<'_>, partitions: Partitions) -> (usize, u64) {
+        self.drop_within(py, &partitions)
     }
 
-    fn holds_any(&self, py: Python<'_>, tps: &Bound<'_, PySet>) -> PyResult<bool> {
-        let within = self.store.ranges_in(py, tps)?;
-        Ok(self.store.live().any(|e| within[e.range as usize]))
+    fn holds_any(&self, py: Python<'_>, partitions: Partitions) -> bool {
+        self.holds_within(py, &partitions)
     }
 }
 
@@ -506,7 +522,7 @@ impl Members {
             .collect()
     }
 
-    /// Entry tuples (streamer/batch.py `Entry`), in order.
+    /// The events as Entry objects, in order.
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let entries = self
             .store
@@ -544,7 +560,7 @@ impl Members {
         }
         for (range, &count) in self.store.ranges.iter().zip(&counts) {
             if count > 0 {
-                acknowledge(range.bind(py), count)?;
+                range.bind(py).borrow_mut().ack(count);
             }
         }
         Ok((self.store.events.len(), value_bytes))
@@ -575,30 +591,28 @@ impl Members {
     fn origins<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<
-        Vec<(
-            Bound<'py, PyAny>,
-            Bound<'py, PyAny>,
-            i64,
-            Option<Bound<'py, PyBytes>>,
-            Bound<'py, PyBytes>,
-        )>,
-    > {
+    ) -> Vec<(
+        String,
+        i64,
+        i64,
+        Option<Bound<'py, PyBytes>>,
+        Bound<'py, PyBytes>,
+    )> {
         self.store
             .events
             .iter()
             .map(|e| {
-                let tp = self.store.range(py, e).getattr(intern!(py, "tp"))?;
+                let (topic, partition) = self.store.range(py, e).borrow().tp.clone();
                 let key = self.store.key(e).map(|k| PyBytes::new(py, k));
                 let value = PyBytes::new(py, self.store.bytes(e.value));
-                Ok((tp.get_item(0)?, tp.get_item(1)?, e.offset, key, value))
+                (topic, partition, e.offset, key, value)
             })
             .collect()
     }
 
-    fn holds_any(&self, py: Python<'_>, tps: &Bound<'_, PySet>) -> PyResult<bool> {
-        let within = self.store.ranges_in(py, tps)?;
-        Ok(self.store.events.iter().any(|e| within[e.range as usize]))
+    fn holds_any(&self, py: Python<'_>, partitions: Partitions) -> bool {
+        let within = self.store.ranges_in(py, &partitions);
+        self.store.events.iter().any(|e| within[e.range as usize])
     }
 
     /// Puts these events back into their cohort's buffer (`own`: their action, `other`: the
@@ -610,16 +624,16 @@ impl Members {
         py: Python<'_>,
         mut own: PyRefMut<'_, Held>,
         other: PyRef<'_, Held>,
-        released: &Bound<'_, PySet>,
+        released: Partitions,
     ) -> PyResult<(usize, u64)> {
-        let gone_ranges = self.store.ranges_in(py, released)?;
+        let gone_ranges = self.store.ranges_in(py, &released);
         let (mut events, mut bytes) = (0, 0);
         for event in &self.store.events {
             let uid = self.store.uid(event);
             let dropped = gone_ranges[event.range as usize];
             if dropped || own.find(uid).is_some() || other.find(uid).is_some() {
                 if !dropped {
-                    acknowledge(self.store.range(py, event), 1)?;
+                    self.store.range(py, event).borrow_mut().ack(1);
                 }
                 events += 1;
                 bytes += event.value.len as u64;
@@ -630,45 +644,4 @@ impl Members {
         }
         Ok((events, bytes))
     }
-}
-
-/// Python's put (streamer/batch.py CohortBuffer.put): one entry tuple into `buf`; returns the
-/// entry it superseded (already settled).
-pub fn put_entry<'py>(
-    buf: &Bound<'py, PyAny>,
-    uid: &Bound<'py, PyString>,
-    entry: &Bound<'py, PyTuple>,
-) -> PyResult<Option<Py<PyTuple>>> {
-    let py = buf.py();
-    let add = entry.get_item(0)?.is_truthy()?;
-    let adds = buf.getattr(intern!(py, "adds"))?.cast_into::<Held>()?;
-    let removes = buf.getattr(intern!(py, "removes"))?.cast_into::<Held>()?;
-    let (own, other) = if add {
-        (adds, removes)
-    } else {
-        (removes, adds)
-    };
-    let value = entry.get_item(1)?;
-    let key = entry.get_item(4)?;
-    let key: Option<Bound<'py, PyBytes>> = key.extract()?;
-    let range = entry.get_item(3)?;
-    let uid_text = uid.to_str()?;
-    let new = NewEvent {
-        uid: uid_text,
-        uid_chars: uid.len()?,
-        value: value.cast::<PyBytes>()?.as_bytes(),
-        key: key.as_ref().map(|k| k.as_bytes()),
-        ts: entry.get_item(2)?.extract()?,
-        offset: entry.get_item(5)?.extract()?,
-        range: &range,
-    };
-    let old = own.borrow_mut().put(&mut other.borrow_mut(), &new, true)?;
-    Ok(old.and_then(|o| o.entry))
-}
-
-/// PendingRange.ack(count), without the method call.
-fn acknowledge(rng: &Bound<'_, PyAny>, count: i64) -> PyResult<()> {
-    let pending = intern!(rng.py(), "pending");
-    let left: i64 = rng.getattr(pending)?.extract()?;
-    rng.setattr(pending, left - count)
 }
