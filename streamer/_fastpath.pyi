@@ -175,6 +175,3 @@ class Members:
         self, own: Held, other: Held, released: set[_TopicPartition]
     ) -> tuple[int, int]: ...
 
-def pack(
-    head: bytes, tail: bytes, uids: list[str], max_bytes: int
-) -> tuple[list[tuple[bytes, list[int]]], list[int]]: ...

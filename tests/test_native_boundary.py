@@ -15,10 +15,12 @@ import orjson
 import pytest
 
 from streamer import decode, metrics
-from streamer._fastpath import MEMBER_OVERHEAD, FastPath, cohort_name, event_time, pack
+from streamer._fastpath import MEMBER_OVERHEAD, FastPath, cohort_name, event_time
 from streamer.batch import CohortBuffer
 from streamer.decode import parse_ts
 from streamer.offsets import PendingRange
+from streamer.payload import Envelope
+from tests.fixtures.buffers import sealed
 
 STREAMER = Path(decode.__file__).parent
 CRATE_SOURCES = sorted((STREAMER / "fastpath" / "src").glob("*.rs"))
@@ -107,9 +109,10 @@ def test_metrics_take_the_reasons_from_the_decoder() -> None:
 
 @pytest.mark.parametrize("uid", ["u", "user-0042", "x" * 300])
 def test_member_overhead_is_what_the_body_writer_adds(uid: str) -> None:
-    (one,), _ = pack(b"[", b"]", ["a"], 10_000)
-    (two,), _ = pack(b"[", b"]", ["a", uid], 10_000)
-    assert len(two[0]) - len(one[0]) == len(uid) + MEMBER_OVERHEAD
+    envelope = Envelope("add_members", "tests", "c-1", "Cohort", None)
+    (one,), _ = sealed(envelope, ["a"], 10_000)
+    (two,), _ = sealed(envelope, ["a", uid], 10_000)
+    assert len(two.data) - len(one.data) == len(uid) + MEMBER_OVERHEAD
 
 
 class Message:

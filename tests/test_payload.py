@@ -5,40 +5,19 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamer.batch import CohortBuffer, Take
 from streamer.payload import Envelope
-from streamer.seal import seal
 from tests.fixtures.bodies import member_bytes, overhead, pack_one_by_one
-from tests.fixtures.buffers import P0, Feed
+from tests.fixtures.buffers import Body, sealed
 
 PARTNER = "cohort-streamer"
 MAX = 128_000
-
-
-class Body(NamedTuple):
-    data: bytes
-    uids: list[str]
-
-
-def pack(env: Envelope, uids: list[str], max_bytes: int) -> tuple[list[Body], list[str]]:
-    """What the streamer sends for these (distinct) uids: a buffer of the envelope's cohort
-    holding them, sealed whole, as the dispatcher does."""
-    params = orjson.loads(env.head + env.tail)["parameters"]
-    buf = CohortBuffer(params["cohort_id"], 0.0)
-    buf.name = params["cohort_name"]
-    buf.description = params.get("cohort_description")
-    add = env.action == "add_members"
-    Feed(P0).batch(buf, [(uid, add, P0) for uid in uids])
-    shipment = seal(buf, PARTNER, max_bytes, Take.EVERYTHING)
-    bodies = [Body(parcel.data, parcel.members.uids()) for parcel in shipment.parcels]
-    return bodies, [uid for members in shipment.too_large for uid in members.uids()]
 
 
 def reference(env: Envelope, uids: list[str], max_bytes: int) -> tuple[list[Body], list[str]]:
@@ -88,7 +67,7 @@ def check_pack(
     cohort_id = env_args.get("cohort_id", "c-1")
     name = env_args.get("name", "Cohort One")
     description = env_args.get("description")
-    bodies, too_large = pack(env, uids, max_bytes)
+    bodies, too_large = sealed(env, uids, max_bytes)
     refused = set(too_large)
     fitting = [u for u in uids if u not in refused]
     # every uid exactly once, order preserved, too-large ones reported and left out
@@ -136,7 +115,7 @@ def test_no_description_key_when_absent_or_empty(description: str | None) -> Non
 
 
 def test_no_uids_no_bodies() -> None:
-    assert pack(envelope(), [], MAX) == ([], [])
+    assert sealed(envelope(), [], MAX) == ([], [])
 
 
 def test_envelope_overhead_is_the_empty_body() -> None:
@@ -237,7 +216,7 @@ def test_too_large_uid_is_reported_and_the_rest_still_sent_in_order() -> None:
 
 def test_max_below_envelope_makes_everything_too_large() -> None:
     env = envelope()
-    bodies, too_large = pack(env, ["a", "b"], overhead(env))
+    bodies, too_large = sealed(env, ["a", "b"], overhead(env))
     assert bodies == []
     assert too_large == ["a", "b"]
 
@@ -273,4 +252,4 @@ def test_native_packing_equals_orjson_one_by_one(uids: list[str], extra: int, na
     characters, non-ASCII), including which uids fit in no body."""
     env = envelope(name=name)
     max_bytes = overhead(env) + extra
-    assert pack(env, uids, max_bytes) == reference(env, uids, max_bytes)
+    assert sealed(env, uids, max_bytes) == reference(env, uids, max_bytes)

@@ -248,26 +248,6 @@ fn event_time(msg: &Bound<'_, PyAny>, ts_ms: Option<i64>) -> PyResult<i64> {
     }
 }
 
-/// payload.pack: (body, indices of the uids it carries) per body, and the indices of the uids
-/// that fit in no body on their own.
-#[pyfunction]
-#[allow(clippy::type_complexity)]
-fn pack<'py>(
-    py: Python<'py>,
-    head: &[u8],
-    tail: &[u8],
-    uids: Vec<String>,
-    max_bytes: usize,
-) -> (Vec<(Bound<'py, PyBytes>, Vec<usize>)>, Vec<usize>) {
-    let packed = body::pack(head, tail, uids.iter().map(String::as_str), max_bytes);
-    let bodies = packed
-        .bodies
-        .into_iter()
-        .map(|(data, carried)| (PyBytes::new(py, &data), carried))
-        .collect();
-    (bodies, packed.too_large)
-}
-
 #[pymodule]
 fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FastPath>()?;
@@ -280,7 +260,6 @@ fn _fastpath(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Members>()?;
     m.add_function(wrap_pyfunction!(event_time, m)?)?;
     m.add_function(wrap_pyfunction!(py_cohort_name, m)?)?;
-    m.add_function(wrap_pyfunction!(pack, m)?)?;
     m.add("MEMBER_OVERHEAD", body::MEMBER_OVERHEAD)?;
     Ok(())
 }
