@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from streamer.version import VERSION
+
 # subcommand -> (module, help). Each module exposes add_arguments(parser) and run(args) -> int,
 # so a job's options live beside its code.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -20,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cohort-streamer", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)

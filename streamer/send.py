@@ -134,7 +134,9 @@ class Sender:
         delay = random.uniform(0, ceiling)  # full jitter: retries of many cohorts spread out
         if retry_after is not None:
             delay = max(delay, min(retry_after, cfg.retry_after_cap_seconds))
-        log.debug("retrying after %.2fs (%s, attempt %d)", delay, cause, attempt)
+        log.debug(
+            "retrying after %.2fs (%s, attempt %d)", delay, cause, attempt, extra={"reason": cause}
+        )
         await asyncio.sleep(delay)
 
     async def _wait_until_usable(self, refusal: Outcome) -> None:
@@ -160,6 +162,8 @@ class Sender:
         log.warning(
             "dead-lettering %d member(s) of cohort %s (first from %s[%d]@%d): %s",
             len(origins), cohort_id, first.topic, first.partition, first.offset, detail,
+            extra={"cohort_id": cohort_id, "topic": first.topic, "partition": first.partition,
+                   "offset": first.offset, "reason": "rejected_by_api"},
         )  # fmt: skip
         loop = asyncio.get_running_loop()
         remaining = len(origins)
