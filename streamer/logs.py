@@ -136,9 +136,13 @@ class RepeatLimiter(logging.Filter):
             return
         _start, first, count = opened
         summary = logging.LogRecord(
-            first.name, first.levelno, first.pathname, first.lineno,
+            first.name,
+            first.levelno,
+            first.pathname,
+            first.lineno,
             "%s (and %d more like it in %.0f s)",
-            (first.getMessage(), count, self._window), None,
+            (first.getMessage(), count, self._window),
+            None,
         )
         summary.repeated = count
         self._handler.handle(summary)

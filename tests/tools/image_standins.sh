@@ -9,8 +9,8 @@
 # authority, and pip and cargo inside the build fail without it.
 # Installs buildah and debootstrap from Debian when missing (apt-get update first). Idempotent:
 # the root filesystem is cached under ~/.cache/cohort-streamer/image and the stand-ins stay in
-# buildah's storage, rebuilt only when their fingerprint (this script, the CA bundle, the
-# toolchain) changes. Prints the two image names, one per line.
+# buildah's storage, rebuilt only when their fingerprint (STANDIN_REVISION, the CA bundle, the
+# toolchain) changes. Prints the two image names, one per line (`--tools-only`: only installs).
 set -euo pipefail
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/cohort-streamer/image"
@@ -32,8 +32,11 @@ ensure_packages() {
         buildah debootstrap >/dev/null
 }
 
+# Bump when what goes into a stand-in changes (a new stand-in means a cold image build).
+STANDIN_REVISION=1
+
 fingerprint() {
-    { cat "$0" "$CA_BUNDLE"; rustc --version; } | sha256sum | cut -c1-16
+    { echo "$STANDIN_REVISION"; cat "$CA_BUNDLE"; rustc --version; } | sha256sum | cut -c1-16
 }
 
 is_current() {  # image fingerprint
@@ -98,6 +101,7 @@ make_rust_standin() {
 
 main() {
     ensure_packages
+    [[ "${1:-}" == --tools-only ]] && return 0
     mkdir -p "$CACHE"
     local fp
     fp="$(fingerprint)"
