@@ -38,9 +38,13 @@ RUN touch streamer/__init__.py \
     && pip install . \
     && pip uninstall -y cohort-streamer
 COPY streamer ./streamer
-# A regular (non-editable) install: the runtime stage needs only /opt/venv.
+# A regular (non-editable) install: the runtime stage needs only /opt/venv. pip and setuptools
+# (23 MB) are build tools: the runtime installs nothing, and builds nothing against the C headers
+# some wheels carry (multidict's).
 ARG VERSION
 RUN pip install --no-deps . \
+    && pip uninstall -y -q pip setuptools \
+    && find /opt/venv -name '*.h' -delete \
     && python -m compileall -q /opt/venv/lib \
     && installed="$(cohort-streamer --version)" \
     && if [ "$installed" != "cohort-streamer ${VERSION}" ]; then \

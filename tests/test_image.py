@@ -75,8 +75,13 @@ class Image:
 
 
 def _report(config: pytest.Config, text: str) -> None:
+    """A line in pytest's output, past its output capture (the figures are the point)."""
+    capture = config.pluginmanager.get_plugin("capturemanager")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
+    if capture is None or reporter is None:
+        print(f"test_image: {text}")
+        return
+    with capture.global_and_fixture_disabled():
         reporter.write_line(f"test_image: {text}")
 
 
@@ -160,6 +165,20 @@ def run_args(name: str, *mounts: tuple[Path, str, str], env: dict[str, str]) -> 
     return [*args, name, "--"]
 
 
+def _inside(rootfs: Path, path: str) -> str:
+    """`path` with the image's symlinks resolved (Debian's /var/run -> /run). buildah would
+    follow an absolute link like that on the host, and mount beside the container."""
+    resolved = "/"
+    for part in Path(path).parts[1:]:
+        candidate = os.path.join(resolved, part)
+        link = rootfs / candidate.lstrip("/")
+        if link.is_symlink():
+            target = os.readlink(link)
+            candidate = target if target.startswith("/") else os.path.join(resolved, target)
+        resolved = os.path.normpath(candidate)
+    return resolved
+
+
 def _snapshot(rootfs: Path, skip: set[str]) -> dict[str, tuple[int, int, int, int]]:
     """path -> (mode, uid, size, mtime) of everything in the root filesystem but `skip`."""
     seen: dict[str, tuple[int, int, int, int]] = {}
@@ -222,13 +241,18 @@ def _owned_dir(path: Path, mode: int) -> Path:
 
 
 def _container_process(runner: subprocess.Popen[bytes]) -> psutil.Process:
-    """The streamer inside the container (SIGTERM to `buildah run` itself kills the child)."""
+    """The streamer inside the container: the innermost process running `cohort-streamer` as
+    uid 10001 (buildah-chroot-exec above it carries the same arguments). SIGTERM to `buildah
+    run` itself would kill the child instead of stopping it."""
+    found = []
     for child in psutil.Process(runner.pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            streamer = any("cohort-streamer" in part for part in child.cmdline())
-            if streamer and child.uids().real == UID:
-                return child
-    raise AssertionError("the streamer process of the container was not found")
+            if child.uids().real == UID and any("cohort-streamer" in a for a in child.cmdline()):
+                found.append(child)
+    parents = {child.ppid() for child in found}
+    innermost = [child for child in found if child.pid not in parents]
+    assert len(innermost) == 1, f"the streamer process of the container: {found}"
+    return innermost[0]
 
 
 def test_the_image_runs_the_streamer_as_the_chart_does(
@@ -251,25 +275,24 @@ def test_the_image_runs_the_streamer_as_the_chart_does(
         "MOENGAGE_WORKSPACE_ID_FILE": f"{CREDENTIALS_DIR}/workspace_id",
         "MOENGAGE_API_KEY_FILE": f"{CREDENTIALS_DIR}/api_key",
     }
-    mounts = [
-        (config_dir, CONFIG_DIR, "ro"),
-        (credentials, CREDENTIALS_DIR, "ro"),
-        (scratch, "/tmp", "rw"),
-    ]
     messages = [(f"u{i}".encode(), _event(f"c{i % 4}", f"u{i}")) for i in range(2000)]
     expected = {f"c{c}": {f"u{i}" for i in range(2000) if i % 4 == c} for c in range(4)}
     log_file = tmp_path / "container.log"
     with container(image) as (name, rootfs):
-        # buildah itself makes the mount points and /etc/hosts, /etc/resolv.conf, /run
-        skip = {"/proc", "/sys", "/dev", "/run", "/tmp", "/etc/hosts", "/etc/resolv.conf",
-                "/etc/hostname", CREDENTIALS_DIR, "/var/run"}  # fmt: skip
+        mounts = [
+            (config_dir, _inside(rootfs, CONFIG_DIR), "ro"),
+            (credentials, _inside(rootfs, CREDENTIALS_DIR), "ro"),
+            (scratch, "/tmp", "rw"),
+        ]
+        # buildah's own: /etc/hosts, /etc/resolv.conf, /run (mount points, .containerenv)
+        skip = {"/proc", "/sys", "/dev", "/run", "/tmp", "/etc/hosts", "/etc/resolv.conf"}
         before = _snapshot(rootfs, skip)
         with log_file.open("wb") as out:
             runner = subprocess.Popen(
                 [*run_args(name, *mounts, env=env), *command], stdout=out, stderr=subprocess.STDOUT
             )
         try:
-            wait_for(lambda: _answers(port, "/healthz"), 60, "/healthz from the container")
+            wait_for(lambda: _answers(port, "/healthz", runner, log_file), 60, "/healthz")
             streamer = _container_process(runner)
             rig.produce(messages)
             rig.wait_caught_up(120)
@@ -292,7 +315,9 @@ def test_the_image_runs_the_streamer_as_the_chart_does(
     assert first["message"].startswith(f"cohort-streamer {VERSION} starting"), first
 
 
-def _answers(port: int, path: str) -> bool:
+def _answers(port: int, path: str, runner: subprocess.Popen[bytes], log_file: Path) -> bool:
+    if runner.poll() is not None:
+        pytest.fail(f"the container exited {runner.returncode}:\n{log_file.read_text()}")
     try:
         return http_get(port, path)[0] == 200
     except OSError:
