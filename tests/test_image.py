@@ -71,6 +71,7 @@ def push_command(destination: str, digest_file: Path) -> list[str]:
 class Image:
     name: str
     python_base: str
+    rust_base: str
     config: dict[str, Any]  # buildah inspect --type image
 
 
@@ -141,7 +142,7 @@ def image(pytestconfig: pytest.Config) -> Image:
         f"base (+{(size - base) / 1e6:.0f} MB)",
     )
     config = json.loads(_run("buildah", "inspect", "--type", "image", LOCAL_NAME))
-    return Image(LOCAL_NAME, python_base, config)
+    return Image(LOCAL_NAME, python_base, rust_base, config)
 
 
 @contextlib.contextmanager
@@ -218,6 +219,35 @@ def test_the_runtime_holds_no_compiler_cargo_or_headers(image: Image) -> None:
         assert list(site.glob("python3*/site-packages/streamer/_fastpath*.so")), (
             "the compiled extension is missing from the image"
         )
+
+
+def test_the_build_context_holds_no_build_outputs(image: Image) -> None:
+    """.dockerignore keeps build outputs out: the crate's target/ (hundreds of MB) and a locally
+    compiled extension. The build stage's /src shows what the context carried."""
+    canaries = [
+        ROOT / "streamer" / "fastpath" / "target" / "context-canary",
+        ROOT / "streamer" / "_fastpath.context-canary.so",
+    ]
+    made = [c for c in canaries if not c.exists()]
+    made_dirs = [c.parent for c in made if not c.parent.exists()]
+    for canary in made:
+        canary.parent.mkdir(parents=True, exist_ok=True)
+        canary.write_text("a build output: must not reach the build context")
+    try:
+        build = build_command(image.python_base, image.rust_base)
+        build[build.index("-t") + 1] = f"localhost/cohort-streamer-build-stage:{VERSION}"
+        _run(*build[:-1], "--target", "build", ".", timeout=1800)  # cached but for the context
+    finally:
+        for canary in made:
+            canary.unlink()
+        for directory in made_dirs:
+            directory.rmdir()
+    stage = Image(f"localhost/cohort-streamer-build-stage:{VERSION}", "", "", {})
+    with container(stage) as (_name, rootfs):
+        src = rootfs / "src" / "streamer"
+        assert (src / "cli.py").exists(), "the build stage's source tree"
+        assert not (src / "fastpath" / "target" / "context-canary").exists()
+        assert not (src / "_fastpath.context-canary.so").exists()
 
 
 def test_version_from_the_image(image: Image) -> None:
