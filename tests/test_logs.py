@@ -113,12 +113,15 @@ def test_a_real_run_in_json_logs_every_line_as_json_and_no_credential(
             "producer": {"sasl.password": PRODUCER_PASSWORD},
         },
     )
+    rig.emulator.configure(refuse_uids=["u7"])  # the API answers 400 naming it
     bad = 40
     good = [(f"u{i}".encode(), _event(f"c{i % 3}", f"u{i}")) for i in range(60)]
     invalid = [(f"x{i}".encode(), f'{{"uid": "{api_key}", oops {i}'.encode()) for i in range(bad)]
     rig.produce(good[:30] + invalid + good[30:])
     rig.wait_caught_up(60)
-    rig.assert_state({f"c{c}": {f"u{i}" for i in range(60) if i % 3 == c} for c in range(3)})
+    rig.assert_state(
+        {f"c{c}": {f"u{i}" for i in range(60) if i % 3 == c} - {"u7"} for c in range(3)}
+    )
     assert proc.metrics_port is not None
     assert http_get(proc.metrics_port, "/readyz")[0] == 200
     proc.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
@@ -140,3 +143,6 @@ def test_a_real_run_in_json_logs_every_line_as_json_and_no_credential(
     assert {"partition", "offset"} <= invalid_lines[0].keys()
     assert len(invalid_lines) == 2, invalid_lines  # the first and the count of the rest
     assert invalid_lines[1]["repeated"] == bad - 1
+    [refused] = [x for x in lines if x["message"].startswith("dead-lettering")]
+    assert (refused["cohort_id"], refused["status"]) == ("c1", 400), refused
+    assert (refused["reason"], refused["topic"]) == ("rejected_by_api", rig.topic), refused
