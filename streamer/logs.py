@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -167,4 +168,13 @@ def configure(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+    # Python's warnings and an uncaught exception become log lines too (JSON, scrubbed)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
     return limiter
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    logging.getLogger("streamer").critical("uncaught exception", exc_info=(kind, value, tb))

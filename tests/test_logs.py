@@ -8,7 +8,9 @@ import base64
 import io
 import logging
 import signal
+import sys
 import time
+import warnings
 from typing import Any
 
 import orjson
@@ -25,10 +27,12 @@ PRODUCER_PASSWORD = "producer-sasl-pw-\u00fc\u00df"
 @pytest.fixture
 def restore_logging() -> Any:
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    handlers, level, hook = list(root.handlers), root.level, sys.excepthook
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    sys.excepthook = hook
+    logging.captureWarnings(False)
 
 
 def _lines(stream: io.StringIO) -> list[dict[str, Any]]:
@@ -61,6 +65,24 @@ def test_every_json_line_parses_and_holds_no_secret(secret: str, restore_logging
     assert (info["cohort_id"], info["status"]) == (f"c-{REDACTED}", 401)
     assert (error["topic"], error["partition"], error["offset"]) == ("t", 3, 42)
     assert "ValueError" in error["exception"]
+
+
+def test_warnings_and_an_uncaught_exception_are_json_lines_too(restore_logging: Any) -> None:
+    redactor = Redactor()
+    redactor.add_secrets(["s3cret-key"])
+    stream = io.StringIO()
+    configure("INFO", "json", redactor, stream)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("deprecated s3cret-key", DeprecationWarning, stacklevel=1)
+    try:
+        raise RuntimeError("crash with s3cret-key")
+    except RuntimeError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    assert "s3cret-key" not in stream.getvalue()
+    warning, crash = _lines(stream)
+    assert warning["logger"] == "py.warnings" and REDACTED in warning["message"]
+    assert crash["level"] == "CRITICAL" and "RuntimeError" in crash["exception"]
 
 
 @pytest.mark.parametrize("burst", [1, 2, 7, 500])
