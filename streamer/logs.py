@@ -155,13 +155,17 @@ class RepeatLimiter(logging.Filter):
 
 
 def configure(
-    level: str, log_format: LogFormat, redactor: Redactor, stream: TextIO | None = None
+    level: str,
+    log_format: LogFormat,
+    redactor: Redactor,
+    stream: TextIO | None = None,
+    repeat_window: float = REPEAT_WINDOW_SECONDS,
 ) -> RepeatLimiter:
     """Route every logger (librdkafka's included) through one scrubbed, rate-limited handler."""
     handler = logging.StreamHandler(stream or sys.stderr)
     formatter = JsonFormatter(redactor) if log_format == "json" else TextFormatter(redactor)
     handler.setFormatter(formatter)
-    limiter = RepeatLimiter(handler)
+    limiter = RepeatLimiter(handler, repeat_window)
     handler.addFilter(limiter)
     root = logging.getLogger()
     for old in list(root.handlers):
