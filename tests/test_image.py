@@ -128,9 +128,10 @@ def image(pytestconfig: pytest.Config) -> Image:
     python_base, rust_base = _run(str(STANDINS), timeout=1800).split()
     _report(
         pytestconfig,
-        f"public bases cannot be pulled here: building on STAND-INS {python_base} (Debian "
-        f"bookworm + python3.11) and {rust_base} (+ this machine's Rust toolchain), "
-        f"{time.monotonic() - started:.0f} s",
+        f"building on STAND-INS, not the public bases (they cannot be pulled here): "
+        f"{python_base} (Debian bookworm + python3.11, for python:3.11-slim) and {rust_base} "
+        f"(+ this machine's Rust toolchain, for rust:1-slim-bookworm), "
+        f"ready in {time.monotonic() - started:.0f} s",
     )
     started = time.monotonic()
     _run(*build_command(python_base, rust_base), timeout=1800)
