@@ -8,6 +8,9 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 
 ARG RUST_IMAGE=rust:1-slim-bookworm
+# The package's version (pyproject.toml) for the image labels; the build fails if they differ,
+# so a release bump cannot forget it.
+ARG VERSION=0.1.0
 
 FROM ${RUST_IMAGE} AS rust
 
@@ -35,14 +38,23 @@ RUN touch streamer/__init__.py \
     && pip install . \
     && pip uninstall -y cohort-streamer
 COPY streamer ./streamer
-# A regular (non-editable) install: the runtime stage needs only /opt/venv.
+# A regular (non-editable) install: the runtime stage needs only /opt/venv. pip and setuptools
+# (23 MB) are build tools: the runtime installs nothing, and builds nothing against the C headers
+# some wheels carry (multidict's).
+ARG VERSION
 RUN pip install --no-deps . \
+    && pip uninstall -y -q pip setuptools \
+    && find /opt/venv -name '*.h' -delete \
     && python -m compileall -q /opt/venv/lib \
-    && cohort-streamer --help >/dev/null
+    && installed="$(cohort-streamer --version)" \
+    && if [ "$installed" != "cohort-streamer ${VERSION}" ]; then \
+         echo "ARG VERSION=${VERSION} differs from the package: ${installed}" >&2; exit 1; fi
 
 # --- runtime: the virtualenv, a non-root user, nothing else ---------------------------------
 FROM ${PYTHON_IMAGE}
+ARG VERSION
 LABEL org.opencontainers.image.title="cohort-streamer" \
+      org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.description="Kafka cohort enter/exit events to MoEngage Cohort Sync" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV PATH=/opt/venv/bin:$PATH \

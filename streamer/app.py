@@ -25,9 +25,16 @@ from confluent_kafka import Message
 from streamer.backlog import BacklogWatch
 from streamer.backpressure import PipelineState, Throttle
 from streamer.batch import SourceMessage
-from streamer.client import CohortSyncClient
+from streamer.client import CohortSyncClient, credential_headers
 from streamer.committer import Committer
-from streamer.config import ConfigError, Credentials, Settings, load_credentials, load_settings
+from streamer.config import (
+    ConfigError,
+    Credentials,
+    Settings,
+    kafka_secrets,
+    load_credentials,
+    load_settings,
+)
 from streamer.dlq import DeadLetterWriter
 from streamer.gate import ApiGate
 from streamer.gauges import show_lag, show_pipeline
@@ -35,12 +42,15 @@ from streamer.gctune import tune_gc
 from streamer.health import HealthServer, listen
 from streamer.heap import Trimmer, held_bytes, malloc_trim
 from streamer.kafkacheck import check_kafka_clients
+from streamer.logs import Redactor
+from streamer.logs import configure as configure_logging
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
 from streamer.probes import Probes
 from streamer.ratelimit import RateLimiter
 from streamer.send import Sender
 from streamer.source import FatalKafkaError, KafkaSource, StartupError
+from streamer.version import PYTHON_VERSION, VERSION
 
 log = logging.getLogger("streamer")
 
@@ -204,24 +214,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # every check that can fail on a configuration mistake, before anything connects
+    redactor = Redactor()
+    credentials = _scrubbed_credentials(redactor)
     try:
         settings = load_settings(args.config)
+        redactor.add_secrets(kafka_secrets(settings.kafka))
         check_kafka_clients(settings.kafka)
-        load_credentials()
+        credentials()
         listeners = listen(settings.server.host, settings.server.port)
     except ConfigError as exc:
         print(f"cohort-streamer: config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    repeats = configure_logging(settings.log_level, settings.log_format, redactor)
+    log.info("cohort-streamer %s starting (python %s)", VERSION, PYTHON_VERSION)
     tune_gc()
     try:
-        asyncio.run(_serve(settings, listeners))
+        return _serve_until_stopped(settings, listeners, credentials)
+    finally:
+        repeats.flush()
+
+
+def _scrubbed_credentials(redactor: Redactor) -> Callable[[], Credentials]:
+    """load_credentials, teaching the log redactor each secret it reads (SIGHUP, a 401)."""
+
+    def credentials() -> Credentials:
+        creds = load_credentials()
+        redactor.add_secrets(credential_headers(creds)[1])
+        return creds
+
+    return credentials
+
+
+def _serve_until_stopped(
+    settings: Settings, listeners: list[socket.socket], credentials: Callable[[], Credentials]
+) -> int:
+    try:
+        asyncio.run(_serve(settings, listeners, credentials))
     except StartupError as exc:
-        print(f"cohort-streamer: cannot start: {exc}", file=sys.stderr)
+        log.error("cannot start: %s", exc)  # a log line: in json format, every line is JSON
         return EXIT_STARTUP
     except FatalKafkaError as exc:
         # nothing past the last commit was lost: a restart (the pod's) redelivers it
@@ -230,12 +260,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _serve(settings: Settings, listeners: list[socket.socket]) -> None:
+async def _serve(
+    settings: Settings, listeners: list[socket.socket], credentials: Callable[[], Credentials]
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    streamer = Streamer(settings, listeners)
+    streamer = Streamer(settings, listeners, credentials)
     # SIGHUP (a terminal closing, `kill -HUP` after rotating a Secret) re-reads the credentials;
     # its default action would kill the process without flushing or committing
     loop.add_signal_handler(signal.SIGHUP, streamer.reload_credentials)

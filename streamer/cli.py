@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Collection, Sequence
 
+from streamer.version import VERSION
+
 # subcommand -> (module, help). Each module exposes add_arguments(parser) and run(args) -> int,
 # so a job's options live beside its code.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -25,6 +27,7 @@ def build_parser(load: Collection[str] = SUBCOMMANDS.keys()) -> argparse.Argumen
     start-up CPU on every pod restart, and less code in the running process.
     """
     parser = argparse.ArgumentParser(prog="cohort-streamer", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text, description=help_text)

@@ -85,8 +85,10 @@ class Committer:
         for tp, reason in sorted(failed.items()):
             if self._failing.get(tp) != reason:
                 log.warning(
-                    "commit of %s[%d] refused (retried every interval): %s", tp[0], tp[1], reason
-                )
+                    "commit of %s[%d] refused (retried every interval): %s",
+                    tp[0], tp[1], reason,
+                    extra={"topic": tp[0], "partition": tp[1], "reason": reason},
+                )  # fmt: skip
         for tp in sorted(self._failing.keys() & stored.keys()):
             log.info("commit of %s[%d] succeeds again", tp[0], tp[1])
             del self._failing[tp]

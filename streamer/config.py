@@ -296,12 +296,29 @@ class Settings(_Section):
     server: ServerConfig = ServerConfig()
     deadlines: DeadlinesConfig = DeadlinesConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text for a terminal; json (one object per line) for a log pipeline (the chart's default)
+    log_format: Literal["text", "json"] = "text"
 
 
 class Credentials(BaseModel):
     model_config = ConfigDict(frozen=True)
     workspace_id: str
     api_key: SecretStr
+
+
+# librdkafka properties whose values are credentials: sasl.password, ssl.key.password,
+# sasl.oauthbearer.client.secret, sasl.jaas.config, ssl.key.pem, ...
+_SECRET_PROPERTY = re.compile(r"password|secret|jaas|\.pem$|token")
+
+
+def kafka_secrets(kafka: KafkaConfig) -> list[str]:
+    """The credential values in the consumer and producer maps (never to be logged)."""
+    return [
+        str(value)
+        for client in (kafka.consumer, kafka.producer)
+        for key, value in client.items()
+        if _SECRET_PROPERTY.search(key) and str(value)
+    ]
 
 
 def load_settings(path: Path, environ: Mapping[str, str] | None = None) -> Settings:

@@ -227,6 +227,8 @@ class DeadLetterWriter:
                 log.warning(
                     "DLQ write to %s failed (%s), from %s[%d]@%d; retrying until it succeeds",
                     self._topic, problem, origin.topic, origin.partition, origin.offset,
+                    extra={"topic": origin.topic, "partition": origin.partition,
+                           "offset": origin.offset, "reason": cause},
                 )  # fmt: skip
         if cause == "too_large":  # the topic's limit shrank since start: cut harder
             letter.limit = max(MIN_LIMIT_BYTES, min(letter.limit, letter.size) // 2)

@@ -12,12 +12,14 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import cast
 
+import confluent_kafka
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from streamer.decode import REASONS
+from streamer.version import PYTHON_VERSION, VERSION
 
 # how prometheus_client writes a bucket's `le` ("1.0", "0.05"), so dashboards see one format
 _le = cast(Callable[[float], str], floatToGoString)
@@ -57,6 +59,13 @@ class Metrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         p = PREFIX
+        self.build_info = Gauge(
+            f"{p}_build_info",
+            "Always 1; its labels say which build runs",
+            ["version", "python_version", "librdkafka_version"],
+            registry=r,
+        )
+        self.build_info.labels(VERSION, PYTHON_VERSION, confluent_kafka.libversion()[0]).set(1)
         self.events_consumed = Counter(
             f"{p}_events_consumed", "Kafka messages consumed", ["topic"], registry=r
         )

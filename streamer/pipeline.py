@@ -176,6 +176,12 @@ class Pipeline:
             msg.offset(),
             rejection.reason,
             rejection.detail,
+            extra={
+                "topic": msg.topic(),
+                "partition": msg.partition(),
+                "offset": msg.offset(),
+                "reason": rejection.reason,
+            },
         )
         self._metrics.invalid_events.labels(rejection.reason).inc()
 
@@ -254,13 +260,21 @@ class Pipeline:
                     await self._sender.deliver(shipment, self._settle)
                     break
                 except asyncio.CancelledError:
-                    log.info("delivery of %s cancelled; it will be redelivered", cohort.cohort_id)
+                    log.info(
+                        "delivery of %s cancelled; it will be redelivered",
+                        cohort.cohort_id,
+                        extra={"cohort_id": cohort.cohort_id},
+                    )
                     raise
                 except Exception:
                     # a bug, not an API answer: the sender retries those itself. Unsettled
                     # parcels stay unacknowledged (nothing is committed past them) and are sent
                     # again; add and remove are idempotent.
-                    log.exception("delivery of cohort %s failed; retrying", cohort.cohort_id)
+                    log.exception(
+                        "delivery of cohort %s failed; retrying",
+                        cohort.cohort_id,
+                        extra={"cohort_id": cohort.cohort_id},
+                    )
                     await asyncio.sleep(1)
         finally:
             self.sending.pop(shipment, None)

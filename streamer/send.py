@@ -97,7 +97,8 @@ class Sender:
                 await self._wait_until_usable(outcome)
             elif verdict is Verdict.REJECT_ALL or len(members) == 1:
                 reason = "event_too_large" if verdict is Verdict.SPLIT else "rejected_by_api"
-                await self._reject(cohort_id, members, reason, f"HTTP {status}: {outcome.cause}")
+                detail = f"HTTP {status}: {outcome.cause}"
+                await self._reject(cohort_id, members, reason, detail, status)
                 return
             else:  # SPLIT (413) or BISECT (400 about members): send each half on its own
                 if verdict is Verdict.SPLIT:
@@ -133,7 +134,9 @@ class Sender:
             self._limiter.on_rate_limited(rate_limit_hold(retry_after, self._config))
             self._metrics.rate_limit.set(self._limiter.limit)
         delay = retry_delay(attempt, retry_after, self._config, self._uniform)
-        log.debug("retrying after %.2fs (%s, attempt %d)", delay, cause, attempt)
+        log.debug(
+            "retrying after %.2fs (%s, attempt %d)", delay, cause, attempt, extra={"reason": cause}
+        )
         await self._sleep(delay)
 
     async def _wait_until_usable(self, refusal: Outcome) -> None:
@@ -150,15 +153,21 @@ class Sender:
         except ConfigError as exc:
             log.error("cannot re-read credentials: %s", exc)
 
-    async def _reject(self, cohort_id: str, members: Members, reason: str, detail: str) -> None:
-        """Dead-letter these winning events; returns once the broker confirmed them all."""
+    async def _reject(
+        self, cohort_id: str, members: Members, reason: str, detail: str, status: int = 0
+    ) -> None:
+        """Dead-letter these winning events; returns once the broker confirmed them all.
+        `status`: the API's answer that refused them (0: refused before sending)."""
         origins = [Origin(*origin) for origin in members.origins()]
         if not origins:
             return
         first = origins[0]
+        fields = {"cohort_id": cohort_id, "topic": first.topic, "partition": first.partition,
+                  "offset": first.offset, "reason": reason}  # fmt: skip
         log.warning(
             "dead-lettering %d member(s) of cohort %s (first from %s[%d]@%d): %s",
             len(origins), cohort_id, first.topic, first.partition, first.offset, detail,
+            extra={**fields, "status": status} if status else fields,
         )  # fmt: skip
         loop = asyncio.get_running_loop()
         remaining = len(origins)

@@ -248,6 +248,33 @@ def test_existing_secret_is_used_and_no_secret_is_rendered() -> None:
     }
 
 
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@pytest.mark.parametrize(
+    ("sets", "image"),
+    [
+        ((), "cohort-streamer:{app}"),
+        (("image.tag=1.2.3",), "cohort-streamer:1.2.3"),
+        ((f"image.digest={DIGEST}",), f"cohort-streamer:{{app}}@{DIGEST}"),
+        (
+            ("image.repository=r.example/cs", "image.tag=v2", f"image.digest={DIGEST}"),
+            f"r.example/cs:v2@{DIGEST}",
+        ),
+    ],
+)
+def test_the_pod_runs_the_image_by_tag_or_pinned_by_digest(
+    sets: tuple[str, ...], image: str
+) -> None:
+    app = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    container = streamer_container(one(render(DEFAULTS, sets=sets), "Deployment"))
+    assert container["image"] == image.format(app=app)
+
+
+def test_the_chart_logs_json_by_default() -> None:
+    assert streamer_config(render(DEFAULTS))["log_format"] == "json"
+
+
 def test_missing_credentials_without_existing_secret_fail_rendering() -> None:
     result = template_result(DEFAULTS, sets=("credentials.apiKey=",))
     assert result.returncode != 0
@@ -325,6 +352,9 @@ def test_config_checksum_changes_with_the_config_only() -> None:
         ("replay.mode=yesterday", "/replay/mode"),
         ("podDisruptionBudget.unhealthyPodEvictionPolicy=Never", "/podDisruptionBudget"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("image.digest=latest", "/image/digest"),
+        ("image.digest=sha256:abc", "/image/digest"),
+        ("config.log_format=xml", "/config/log_format"),
         ("prometheusRule.disabledAlerts[0]=NoSuchAlert", "/prometheusRule/disabledAlerts"),
     ],
 )

@@ -59,8 +59,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/* The image: repository:tag, pinned as repository:tag@digest when image.digest is set. */}}
 {{- define "cohort-streamer.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- with .Values.image.digest }}@{{ . }}{{ end }}
 {{- end }}
 
 {{/* Name of the Secret holding the credentials: existingSecret, else the chart's own. */}}
