@@ -34,10 +34,11 @@ from typing import Any
 import orjson
 import psutil
 import pytest
-from streamer.harness import write_config
 
+from streamer.dev.harness import write_config
 from streamer.version import VERSION
-from tests.fixtures.streamer import StreamerRig, http_get, metric, wait_for
+from tests.fixtures.observe import http_get, metric, wait_for
+from tests.fixtures.streamer import StreamerRig
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 

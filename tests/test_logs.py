@@ -18,7 +18,8 @@ import pytest
 
 from streamer.logs import REDACTED, Redactor, configure
 from streamer.version import VERSION
-from tests.fixtures.streamer import StreamerRig, http_get
+from tests.fixtures.observe import http_get
+from tests.fixtures.streamer import StreamerRig
 
 SASL_PASSWORD = 'consumer-sasl-pw"with\\quote'
 PRODUCER_PASSWORD = "producer-sasl-pw-\u00fc\u00df"
