@@ -30,7 +30,7 @@ from streamer.config import ConfigError, Credentials, Settings, load_credentials
 from streamer.dlq import DeadLetterWriter
 from streamer.gate import ApiGate
 from streamer.health import HealthServer, listen
-from streamer.heap import Trimmer, held_bytes, malloc_trim
+from streamer.heap import Trimmer, held_bytes, release_heap
 from streamer.kafkacheck import check_kafka_clients
 from streamer.metrics import Metrics
 from streamer.pipeline import Pipeline
@@ -72,7 +72,7 @@ class Streamer:
         self.committer = Committer(self.source, tracker, self.metrics)
         self.backlog = BacklogWatch(self.source, tracker, settings.kafka.consume_batch_size)
         self.health = HealthServer(listeners, self.metrics.registry, self._alive, self._ready)
-        self.heap = Trimmer(malloc_trim())
+        self.heap = Trimmer(release_heap())
         self._paused: set[tuple[str, int]] = set()
         self._heartbeat = time.monotonic()
         self._last_lag = 0.0
