@@ -129,7 +129,8 @@ class Pipeline:
             return size, None
         add, cohort_id, name, description, uid, ts_ms = change
         buf = self.cohorts.buffer(cohort_id, now)
-        buf.name = name
+        if name != buf.name:  # an equal name keeps its string: a new buffer's is the id's own
+            buf.name = name
         if description is not None:
             buf.description = description
         if ts_ms is None:  # an event without its own time is timed from Kafka's

@@ -186,3 +186,26 @@ async def test_cohorts_dropped_on_lost_partitions_are_freed(cohorts: int) -> Non
     await p.lost(PARTITIONS[1:])
     assert len(p.cohorts) == 0
     assert (p.buffered_events, p.buffered_bytes) == (0, 0)
+
+
+@pytest.mark.parametrize("name", [None, "same", "own name"])
+def test_a_buffer_named_like_its_cohort_holds_one_string_for_both(name: str | None) -> None:
+    """A buffered cohort's small objects stay in pymalloc arenas a burst spreads over: its
+    name, when the event gives none or repeats the id, is the id's string, not a copy."""
+    p = pipeline(AcceptingSender())
+    messages = []
+    for i in range(50):
+        event = {"action": "enter", "cohort_id": f"cohort-{i}", "uid": f"user-{i}"}
+        if name is not None:
+            event["cohort_name"] = f"cohort-{i}" if name == "same" else f"{name} {i}"
+        messages.append(Message(topic=TOPIC, partition=0, offset=i, key=None,
+                                value=orjson.dumps(event), timestamp=(1, 0)))  # fmt: skip
+    p.ingest(messages)
+    buffers = [c.open for c in p.cohorts.buffers()]
+    assert len(buffers) == 50
+    for i, buf in enumerate(buffers):
+        assert buf is not None
+        if name == "own name":
+            assert buf.name == f"own name {i}"
+        else:
+            assert buf.name is buf.cohort_id
