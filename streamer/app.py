@@ -40,7 +40,7 @@ from streamer.gate import ApiGate
 from streamer.gauges import show_lag, show_pipeline
 from streamer.gctune import tune_gc
 from streamer.health import HealthServer, listen
-from streamer.heap import Trimmer, held_bytes, malloc_trim
+from streamer.heap import Trimmer, held_bytes, release_heap
 from streamer.kafkacheck import check_kafka_clients
 from streamer.logs import Redactor
 from streamer.logs import configure as configure_logging
@@ -93,7 +93,7 @@ class Streamer:
         self.health = HealthServer(
             listeners, self.metrics.registry, self.probes.alive, self.probes.ready
         )
-        self.heap = Trimmer(malloc_trim())
+        self.heap = Trimmer(release_heap())
         self._last_lag = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -15,9 +15,17 @@ to any set of cohorts.
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 from streamer.batch import Cohort, CohortBuffer, Pick, Timing, pick_due, pick_largest
 from streamer.offsets import TopicPartition
+
+# Python's dicts never shrink when entries are deleted: a burst of 50,000 cohorts would leave
+# its tables (several MB) in place for good. Once the cohorts tracked fall to a quarter of their
+# high point, the tables are rebuilt to fit (amortised O(1) per forgotten cohort); small ones
+# are left alone.
+SHRINK_FACTOR = 4
+SHRINK_ABOVE = 1024
 
 # cohort -> when its buffer was opened, as a sequence number (ties of opened_at keep this order)
 Order = OrderedDict[Cohort, int]
@@ -35,6 +43,7 @@ class ActiveCohorts:
         self._full_stale = False  # events were ingested: _full is found again when needed
         self._opened = 0
         self._full_bytes = full_bytes
+        self._high = 0  # most cohorts tracked since the tables were last rebuilt
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -58,6 +67,7 @@ class ActiveCohorts:
         cohort = self.by_id.get(cohort_id)
         if cohort is None:
             cohort = self.by_id[cohort_id] = Cohort(cohort_id)
+            self._high = max(self._high, len(self.by_id))
         if cohort.open is None:
             cohort.open = self.open_buffers[cohort_id] = CohortBuffer(cohort_id, now)
             self._open[cohort] = self._opened
@@ -90,10 +100,19 @@ class ActiveCohorts:
                 order.pop(cohort, None)
             if not cohort.busy and self.by_id.get(cohort.cohort_id) is cohort:
                 del self.by_id[cohort.cohort_id]
+                self._shrink_after_burst()
         elif not buf.has_full_body(self._full_bytes):
             self._full.pop(cohort, None)
         elif cohort not in self._full:
             self._full_stale = True  # found again in order, when next needed
+
+    def _shrink_after_burst(self) -> None:
+        tracked = len(self.by_id)
+        if self._high <= SHRINK_ABOVE or tracked * SHRINK_FACTOR > self._high:
+            return
+        for table in (self.by_id, self.open_buffers, self._open, self._forced, self._full):
+            _rebuild(table)
+        self._high = tracked
 
     def force(self, partitions: set[TopicPartition] | None) -> None:
         """Every buffer (or each holding events of `partitions`) is due now, whatever it waited."""
@@ -145,6 +164,14 @@ class ActiveCohorts:
                 if c.open is not None and c.open.has_full_body(full)
             )
         return self._full
+
+
+def _rebuild(table: dict[Any, Any]) -> None:
+    """Re-create a dict's table at the size of its entries, in place (the native ingest loop
+    holds by_id) and in order."""
+    entries = list(table.items())
+    table.clear()  # frees the large table
+    table.update(entries)
 
 
 def _first_idle(order: Order) -> Cohort | None:

@@ -17,7 +17,8 @@ def tune_gc() -> None:
     catch-up CPU; at 50,000 its young collections cost 0.65 CPU-s per million events, at
     1,000,000 0.01 (gc.callbacks, the benchmark's catch-up). Buffers now hold Rust data, but
     each consumed batch still allocates thousands of Message objects. Freezing what start-up
-    created keeps full collections off the (never freed) modules and config as well.
+    created keeps full collections off the (never freed) modules and config as well. The
+    cycles a burst leaves are collected when it has drained (heap.release_heap).
     """
     gc.freeze()
     _young, middle, old = gc.get_threshold()

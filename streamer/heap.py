@@ -10,6 +10,7 @@ only when the pipeline has let go of enough, and at most once a second.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -37,6 +38,18 @@ def malloc_trim() -> Callable[[], object] | None:
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return lambda: trim(0)
+
+
+def release_heap() -> Callable[[], object]:
+    """What a trim does: collect reference cycles, then malloc_trim where the C library has it."""
+    trim = malloc_trim()
+
+    def release() -> None:
+        gc.collect()
+        if trim is not None:
+            trim()
+
+    return release
 
 
 class Trimmer:

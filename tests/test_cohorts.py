@@ -8,13 +8,15 @@ buffers opened and filled, sealed in any way, delivered, forced, and dropped.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamer.batch import Cohort, Pick, Take, Timing, due, pick_due, pick_largest
-from streamer.cohorts import ActiveCohorts
+from streamer.cohorts import SHRINK_ABOVE, SHRINK_FACTOR, ActiveCohorts
 from streamer.offsets import TopicPartition
 from streamer.seal import Shipment, seal
 from tests.fixtures.buffers import P0, P1, Feed
@@ -195,3 +197,35 @@ def test_next_due_at_is_the_oldest_idle_buffer_s_expiry_while_still_ahead() -> N
     assert h.active.next_due_at(6.5, 1.5) is None
     h.delivered(0)
     assert h.active.next_due_at(0.0, 1.5) == 4.5  # b's new buffer, opened at 3.0
+
+
+def _table_bytes(active: ActiveCohorts) -> int:
+    """What the registry's tables (its dicts, ordered or not) occupy."""
+    return sum(sys.getsizeof(v) for v in vars(active).values() if isinstance(v, dict))
+
+
+@pytest.mark.parametrize("burst", [5_000, 20_000, 60_000])
+@pytest.mark.parametrize("kept", [0, 10, 1_000])
+def test_tables_that_grew_with_a_burst_shrink_once_it_has_drained(burst: int, kept: int) -> None:
+    """A dict keeps its largest table after deletions: once most cohorts are forgotten, the
+    registry's tables are rebuilt to the size of what is left, within the shrink factor
+    (identity kept: the native loop holds by_id)."""
+    active = ActiveCohorts(FULL_BYTES)
+    by_id = active.by_id
+    cohorts = []
+    for i in range(burst):
+        active.buffer(f"burst-{i}", float(i))
+        cohorts.append(active.by_id[f"burst-{i}"])
+    grown = _table_bytes(active)
+    for cohort in cohorts[kept:]:  # empty buffers close: each cohort is forgotten
+        active.changed(cohort)
+    assert len(active) == active.buffered == kept
+    assert active.by_id is by_id
+    assert [c.cohort_id for c in active.buffers()] == [f"burst-{i}" for i in range(kept)]
+    small = ActiveCohorts(FULL_BYTES)
+    # the tables of a registry that only ever held SHRINK_FACTOR times what is left (or the
+    # most a registry keeps without a rebuild)
+    for i in range(max(kept * SHRINK_FACTOR, SHRINK_ABOVE)):
+        small.buffer(f"small-{i}", float(i))
+    assert grown > _table_bytes(small)  # the burst outgrew the bound
+    assert _table_bytes(active) <= _table_bytes(small)

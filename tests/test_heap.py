@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
-from streamer.heap import MIN_INTERVAL_SECONDS, RELEASE_BYTES, Trimmer, held_bytes, malloc_trim
+from streamer.heap import (
+    MIN_INTERVAL_SECONDS,
+    RELEASE_BYTES,
+    Trimmer,
+    held_bytes,
+    malloc_trim,
+    release_heap,
+)
 from tests.fixtures.emulator import FakeClock
 
 MB = 2**20
@@ -78,3 +88,27 @@ def test_held_bytes_counts_events_and_cohorts() -> None:
     assert held_bytes(0, 0) == 0
     assert held_bytes(1000, 0) == 1000
     assert held_bytes(0, 2000) > held_bytes(0, 1000) > 0
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+@pytest.mark.parametrize("cycles", [1, 100, 10_000])
+def test_a_release_collects_the_cycles_a_burst_left(cycles: int) -> None:
+    """The young-generation threshold is high (app.tune_gc): a burst's cyclic garbage (closed
+    connections, asyncio internals) would wait long for a collection and keep its arenas."""
+    gc.disable()  # as under the streamer's threshold: no collection happens by itself meanwhile
+    try:
+        refs = []
+        for _ in range(cycles):
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            refs.append(weakref.ref(a))
+        del a, b
+        assert all(ref() is not None for ref in refs)
+        release_heap()()
+        assert all(ref() is None for ref in refs)
+    finally:
+        gc.enable()
