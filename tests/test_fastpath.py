@@ -375,8 +375,9 @@ def test_a_cohort_makes_an_actions_events_only_when_it_sees_that_action(
     assert both_actions - one_action >= 0.9 * cohorts * held_size
 
 
-def test_a_held_action_is_a_small_python_object() -> None:
-    """Its events, uid index and counters live behind one pointer in the malloc heap (which
-    heap.release_heap trims), not in the pymalloc arenas a burst's leftovers pin."""
-    buf = CohortBuffer("c", 0.0)
-    assert sys.getsizeof(buf.adds) <= 48 and sys.getsizeof(buf.removes) <= 48
+def test_a_buffer_and_its_actions_are_small_python_objects() -> None:
+    """Their names, events, uid index and counters live behind one pointer each in the malloc
+    heap (which heap.release_heap trims), not in the pymalloc arenas a burst's leftovers pin."""
+    buf = CohortBuffer("c" * 100, 0.0)
+    buf.name, buf.description = "n" * 100, "d" * 100
+    assert [sys.getsizeof(o) <= 48 for o in (buf, buf.adds, buf.removes)] == [True] * 3

@@ -10,20 +10,35 @@ use crate::entry::Entry;
 use crate::range::Partitions;
 use crate::store::{Held, NewEvent, Superseded};
 
+/// The Python object is a pointer, like `Held`'s (store.rs): its fields live in the malloc heap
+/// the trim returns, not in the pymalloc arenas a burst's leftovers pin.
 #[pyclass(module = "streamer._fastpath")]
-pub struct CohortBuffer {
-    #[pyo3(get)]
+pub struct CohortBuffer(Box<Buffer>);
+
+impl std::ops::Deref for CohortBuffer {
+    type Target = Buffer;
+
+    fn deref(&self) -> &Buffer {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for CohortBuffer {
+    fn deref_mut(&mut self) -> &mut Buffer {
+        &mut self.0
+    }
+}
+
+/// What `CohortBuffer` holds.
+pub struct Buffer {
     cohort_id: String,
-    #[pyo3(get, set)]
     pub name: String,
-    #[pyo3(get, set)]
     pub description: Option<String>,
     // each action's events, made by its first event (most cohorts of a burst see one action):
     // see `adds`
     adds: Option<Py<Held>>,
     removes: Option<Py<Held>>,
     /// monotonic time of the oldest event held: linger counts from it
-    #[pyo3(get, set)]
     opened_at: f64,
 }
 
@@ -31,14 +46,49 @@ pub struct CohortBuffer {
 impl CohortBuffer {
     #[new]
     fn new(cohort_id: String, opened_at: f64) -> Self {
-        CohortBuffer {
+        CohortBuffer(Box::new(Buffer {
             name: cohort_id.clone(), // until an event names it
             cohort_id,
             description: None,
             adds: None,
             removes: None,
             opened_at,
-        }
+        }))
+    }
+
+    #[getter]
+    fn cohort_id(&self) -> &str {
+        &self.cohort_id
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[setter]
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+
+    #[getter]
+    fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    #[setter]
+    fn set_description(&mut self, description: Option<String>) {
+        self.description = description;
+    }
+
+    #[getter]
+    fn opened_at(&self) -> f64 {
+        self.opened_at
+    }
+
+    #[setter]
+    fn set_opened_at(&mut self, opened_at: f64) {
+        self.opened_at = opened_at;
     }
 
     /// Holds one event; returns the entry it superseded, which is settled now. (The ingest loop
@@ -60,10 +110,11 @@ impl CohortBuffer {
             offset: entry.offset,
             range: entry.range.bind(py),
         };
+        let buf = &mut *self.0;
         let (own, other) = if entry.add {
-            (&mut self.adds, &self.removes)
+            (&mut buf.adds, &buf.removes)
         } else {
-            (&mut self.removes, &self.adds)
+            (&mut buf.removes, &buf.adds)
         };
         let mut own = made(py, own, entry.add)?.borrow_mut();
         let mut other = other.as_ref().map(|h| h.bind(py).borrow_mut());
