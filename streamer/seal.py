@@ -52,9 +52,13 @@ def seal(buf: CohortBuffer, partner: str, max_bytes: int, take: Take) -> Shipmen
     parcels: list[Parcel] = []
     too_large: list[Members] = []
     larger_is_add = buf.add_bytes >= buf.remove_bytes
-    for action, held in (("add_members", buf.adds), ("remove_members", buf.removes)):
-        if not held or not _sent(take, held.est_bytes, max_bytes, larger_is_add is held.add):
+    for action, add, est_bytes in (
+        ("add_members", True, buf.add_bytes),
+        ("remove_members", False, buf.remove_bytes),
+    ):
+        if not est_bytes or not _sent(take, est_bytes, max_bytes, larger_is_add is add):
             continue  # nothing of this action goes: it stays as it is, untouched
+        held = buf.adds if add else buf.removes  # read only now: an action never seen stays unmade
         envelope = Envelope(action, partner, buf.cohort_id, buf.name, buf.description)
         bodies, refused = held.seal(envelope.head, envelope.tail, max_bytes, _keep_last_from(take))
         if refused is not None:

@@ -9,6 +9,8 @@ careful Python way.
 from __future__ import annotations
 
 import json
+import sys
+import tracemalloc
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -18,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streamer.batch import Take
+from streamer.batch import CohortBuffer, Take
 from streamer.config import EventsConfig, Settings
 from streamer.decode import MAX_EPOCH_MS, MAX_ID_CHARS, Decoder, Rejection, fast_path
 from streamer.dlq import Done, Origin
@@ -338,3 +340,44 @@ def test_native_ingest_takes_the_common_case_itself() -> None:
     assert taken_carefully == [0]
     assert p.tracker.pending_events() == 7
     assert p._metrics.events_coalesced._value.get() == 93
+
+
+@pytest.mark.parametrize("careful_only", [False, True], ids=["native", "careful"])
+@pytest.mark.parametrize("cohorts", [300, 3000])
+def test_a_cohort_makes_an_actions_events_only_when_it_sees_that_action(
+    careful_only: bool, cohorts: int
+) -> None:
+    """A burst of cohorts that each see one action makes one Held per cohort, not two (README
+    "RSS after a burst"): Python objects spread a burst over pymalloc's arenas. Each cohort's
+    first event is taken carefully, its second natively (unless careful_only); a seal that sends
+    nothing reads both actions' sizes. Traced: the Python objects the ingest and seal leave."""
+    held_size = sys.getsizeof(CohortBuffer("probe", 0.0).adds)
+
+    def left_behind(second: str) -> int:
+        p, _ = pipeline(careful_only)
+        events = [
+            Msg(orjson.dumps({"action": action, "cohort_id": f"c{c}", "uid": uid}), _offset=i)
+            for c in range(cohorts)
+            for i, (action, uid) in enumerate([("enter", "u1"), (second, "u2")], start=2 * c)
+        ]
+        tracemalloc.start()
+        try:
+            p.ingest(events)  # type: ignore[arg-type]
+            for cohort in p.cohorts.buffers():
+                assert cohort.open is not None and len(cohort.open) == 2
+                seal(cohort.open, "partner", 1 << 20, Take.FULL_BODIES)
+            return tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    both_actions = left_behind("exit")
+    one_action = left_behind("enter")
+    assert both_actions - one_action >= 0.9 * cohorts * held_size
+
+
+def test_a_buffer_and_its_actions_are_small_python_objects() -> None:
+    """Their names, events, uid index and counters live behind one pointer each in the malloc
+    heap (which heap.release_heap trims), not in the pymalloc arenas a burst's leftovers pin."""
+    buf = CohortBuffer("c" * 100, 0.0)
+    buf.name, buf.description = "n" * 100, "d" * 100
+    assert [sys.getsizeof(o) <= 48 for o in (buf, buf.adds, buf.removes)] == [True] * 3

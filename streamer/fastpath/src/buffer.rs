@@ -10,41 +10,91 @@ use crate::entry::Entry;
 use crate::range::Partitions;
 use crate::store::{Held, NewEvent, Superseded};
 
+/// The Python object is a pointer, like `Held`'s (store.rs): its fields live in the malloc heap
+/// the trim returns, not in the pymalloc arenas a burst's leftovers pin.
 #[pyclass(module = "streamer._fastpath")]
-pub struct CohortBuffer {
-    #[pyo3(get)]
+pub struct CohortBuffer(Box<Buffer>);
+
+impl std::ops::Deref for CohortBuffer {
+    type Target = Buffer;
+
+    fn deref(&self) -> &Buffer {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for CohortBuffer {
+    fn deref_mut(&mut self) -> &mut Buffer {
+        &mut self.0
+    }
+}
+
+/// What `CohortBuffer` holds.
+pub struct Buffer {
     cohort_id: String,
-    #[pyo3(get, set)]
     pub name: String,
-    #[pyo3(get, set)]
     pub description: Option<String>,
-    #[pyo3(get)]
-    adds: Py<Held>,
-    #[pyo3(get)]
-    removes: Py<Held>,
+    // each action's events, made by its first event (most cohorts of a burst see one action):
+    // see `adds`
+    adds: Option<Py<Held>>,
+    removes: Option<Py<Held>>,
     /// monotonic time of the oldest event held: linger counts from it
-    #[pyo3(get, set)]
     opened_at: f64,
 }
 
 #[pymethods]
 impl CohortBuffer {
     #[new]
-    fn new(py: Python<'_>, cohort_id: String, opened_at: f64) -> PyResult<Self> {
-        Ok(CohortBuffer {
+    fn new(cohort_id: String, opened_at: f64) -> Self {
+        CohortBuffer(Box::new(Buffer {
             name: cohort_id.clone(), // until an event names it
             cohort_id,
             description: None,
-            adds: Py::new(py, Held::new(true))?,
-            removes: Py::new(py, Held::new(false))?,
+            adds: None,
+            removes: None,
             opened_at,
-        })
+        }))
+    }
+
+    #[getter]
+    fn cohort_id(&self) -> &str {
+        &self.cohort_id
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[setter]
+    fn set_name(&mut self, name: String) {
+        self.name = name;
+    }
+
+    #[getter]
+    fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    #[setter]
+    fn set_description(&mut self, description: Option<String>) {
+        self.description = description;
+    }
+
+    #[getter]
+    fn opened_at(&self) -> f64 {
+        self.opened_at
+    }
+
+    #[setter]
+    fn set_opened_at(&mut self, opened_at: f64) {
+        self.opened_at = opened_at;
     }
 
     /// Holds one event; returns the entry it superseded, which is settled now. (The ingest loop
     /// does the same per event: lib.rs.)
     fn put(
-        &self,
+        &mut self,
         py: Python<'_>,
         uid: &Bound<'_, PyString>,
         entry: PyRef<'_, Entry>,
@@ -60,39 +110,60 @@ impl CohortBuffer {
             offset: entry.offset,
             range: entry.range.bind(py),
         };
-        let (mut own, mut other) = self.actions(py, entry.add);
-        let old = own.put(&mut other, &new, true)?;
+        let buf = &mut *self.0;
+        let (own, other) = if entry.add {
+            (&mut buf.adds, &buf.removes)
+        } else {
+            (&mut buf.removes, &buf.adds)
+        };
+        let mut own = made(py, own, entry.add)?.borrow_mut();
+        let mut other = other.as_ref().map(|h| h.bind(py).borrow_mut());
+        let old = own.put(other.as_deref_mut().map(|h| &mut **h), &new, true)?;
         Ok(old.and_then(|o| o.entry))
+    }
+
+    /// The add_members events (made empty on demand: reading them changes nothing).
+    #[getter]
+    fn adds<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, Held>> {
+        made(py, &mut self.adds, true)
+    }
+
+    /// The remove_members events (made empty on demand).
+    #[getter]
+    fn removes<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, Held>> {
+        made(py, &mut self.removes, false)
     }
 
     /// Every held uid's entry (a copy: adds, then removes).
     #[getter]
     fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let out = self.adds.bind(py).borrow().entries(py)?;
-        for (uid, entry) in self.removes.bind(py).borrow().entries(py)?.iter() {
-            out.set_item(uid, entry)?;
+        let out = PyDict::new(py);
+        for held in self.held(py) {
+            for (uid, entry) in held.entries(py)?.iter() {
+                out.set_item(uid, entry)?;
+            }
         }
         Ok(out)
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {
-        self.adds.bind(py).borrow().len() + self.removes.bind(py).borrow().len()
+        self.held(py).map(|h| h.len()).sum()
     }
 
     fn __contains__(&self, py: Python<'_>, uid: &str) -> bool {
-        self.adds.bind(py).borrow().holds(uid) || self.removes.bind(py).borrow().holds(uid)
+        self.held(py).any(|h| h.holds(uid))
     }
 
     // per action, a lower bound of its members' bytes in a body (len(uid) never exceeds the
     // escaped UTF-8): above max_payload_bytes the action surely fills one body
     #[getter]
     fn add_bytes(&self, py: Python<'_>) -> usize {
-        self.adds.bind(py).borrow().est_bytes()
+        est_bytes(py, &self.adds)
     }
 
     #[getter]
     fn remove_bytes(&self, py: Python<'_>) -> usize {
-        self.removes.bind(py).borrow().est_bytes()
+        est_bytes(py, &self.removes)
     }
 
     #[getter]
@@ -107,42 +178,52 @@ impl CohortBuffer {
     /// Forgets events of lost partitions (redelivered to the new owner), unsettled; returns
     /// (events, value bytes) forgotten.
     fn drop_partitions(&self, py: Python<'_>, lost: Partitions) -> (usize, u64) {
-        let (add_events, add_bytes) = self.adds.bind(py).borrow_mut().drop_within(py, &lost);
-        let (remove_events, remove_bytes) =
-            self.removes.bind(py).borrow_mut().drop_within(py, &lost);
-        (add_events + remove_events, add_bytes + remove_bytes)
+        let mut dropped = (0, 0);
+        for held in [&self.adds, &self.removes].into_iter().flatten() {
+            let (events, bytes) = held.bind(py).borrow_mut().drop_within(py, &lost);
+            dropped = (dropped.0 + events, dropped.1 + bytes);
+        }
+        dropped
     }
 
     fn holds_any(&self, py: Python<'_>, partitions: Partitions) -> bool {
-        self.adds.bind(py).borrow().holds_within(py, &partitions)
-            || self.removes.bind(py).borrow().holds_within(py, &partitions)
+        self.held(py).any(|h| h.holds_within(py, &partitions))
     }
 }
 
 impl CohortBuffer {
-    /// (the action `add` picks, the other one), borrowed to change.
-    fn actions<'py>(
-        &self,
-        py: Python<'py>,
-        add: bool,
-    ) -> (PyRefMut<'py, Held>, PyRefMut<'py, Held>) {
-        let (adds, removes) = (
-            self.adds.bind(py).borrow_mut(),
-            self.removes.bind(py).borrow_mut(),
-        );
-        if add {
-            (adds, removes)
-        } else {
-            (removes, adds)
-        }
+    /// The actions made so far, borrowed to read.
+    fn held<'py>(&self, py: Python<'py>) -> impl Iterator<Item = PyRef<'py, Held>> + use<'_, 'py> {
+        [&self.adds, &self.removes]
+            .into_iter()
+            .flatten()
+            .map(move |h| h.bind(py).borrow())
     }
+}
+
+/// The action in `slot`, made empty first if it has none yet.
+fn made<'py>(
+    py: Python<'py>,
+    slot: &mut Option<Py<Held>>,
+    add: bool,
+) -> PyResult<Bound<'py, Held>> {
+    if let Some(held) = slot {
+        return Ok(held.bind(py).clone());
+    }
+    let held = Bound::new(py, Held::new(add))?;
+    *slot = Some(held.clone().unbind());
+    Ok(held)
+}
+
+fn est_bytes(py: Python<'_>, slot: &Option<Py<Held>>) -> usize {
+    slot.as_ref().map_or(0, |h| h.bind(py).borrow().est_bytes())
 }
 
 /// A cohort's open buffer as ingest updates it: borrowed once per ingest call.
 pub struct BufferView<'py> {
     buf: PyRefMut<'py, CohortBuffer>,
-    adds: PyRefMut<'py, Held>,
-    removes: PyRefMut<'py, Held>,
+    adds: Option<PyRefMut<'py, Held>>,
+    removes: Option<PyRefMut<'py, Held>>,
     /// whether the buffer's name is one Cohort Sync takes (event::Schema::name_allowed)
     pub name_allowed: bool,
 }
@@ -152,8 +233,8 @@ impl<'py> BufferView<'py> {
         let py = buf.py();
         let buf = buf.borrow_mut();
         BufferView {
-            adds: buf.adds.bind(py).borrow_mut(),
-            removes: buf.removes.bind(py).borrow_mut(),
+            adds: buf.adds.as_ref().map(|h| h.bind(py).borrow_mut()),
+            removes: buf.removes.as_ref().map(|h| h.bind(py).borrow_mut()),
             name_allowed: name_allowed(&buf.name),
             buf,
         }
@@ -165,11 +246,20 @@ impl<'py> BufferView<'py> {
 
     /// Holds one event; returns what it superseded (already settled).
     pub fn put(&mut self, new: &NewEvent<'_, 'py>, add: bool) -> PyResult<Option<Superseded>> {
-        if add {
-            self.adds.put(&mut self.removes, new, false)
+        let BufferView {
+            buf, adds, removes, ..
+        } = self;
+        let (own, other) = if add {
+            (adds, removes)
         } else {
-            self.removes.put(&mut self.adds, new, false)
+            (removes, adds)
+        };
+        if own.is_none() {
+            let slot = if add { &mut buf.adds } else { &mut buf.removes };
+            *own = Some(made(new.range.py(), slot, add)?.borrow_mut());
         }
+        let own = own.as_mut().expect("made above");
+        own.put(other.as_deref_mut().map(|h| &mut **h), new, false)
     }
 
     /// The cohort's name and description follow its latest event; `name` is one

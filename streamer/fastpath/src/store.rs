@@ -167,10 +167,30 @@ impl Store {
     }
 }
 
-/// One action of a cohort's buffer: the latest event per uid, in arrival order.
+/// One action of a cohort's buffer: the latest event per uid, in arrival order. The Python
+/// object is a pointer: a burst of cohorts spreads its small objects over pymalloc's arenas,
+/// which a few leftovers then pin, while the state (`Events`) lives in the malloc heap that
+/// heap.release_heap trims.
 #[pyclass(module = "streamer._fastpath")]
+pub struct Held(Box<Events>);
+
+impl std::ops::Deref for Held {
+    type Target = Events;
+
+    fn deref(&self) -> &Events {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut Events {
+        &mut self.0
+    }
+}
+
+/// What `Held` holds.
 #[derive(Default)]
-pub struct Held {
+pub struct Events {
     add: bool, // which action: add_members (true) or remove_members
     store: Store,
     index: HashTable<u32>, // positions in store.events of the live events, by uid
@@ -187,7 +207,7 @@ pub struct Superseded {
     pub entry: Option<Py<Entry>>, // asked for by Python callers
 }
 
-impl Held {
+impl Events {
     fn find(&self, uid: &str) -> Option<usize> {
         let hash = self.hasher.hash_one(uid);
         let store = &self.store;
@@ -259,22 +279,22 @@ impl Held {
     /// Keeps only the live events `keep` accepts, in order, in a fresh store.
     fn rebuild(&mut self, py: Python<'_>, mut keep: impl FnMut(&Event) -> bool) {
         let old = std::mem::take(&mut self.store);
-        *self = Held {
+        *self = Events {
             add: self.add,
             hasher: std::mem::take(&mut self.hasher),
-            ..Held::default()
+            ..Events::default()
         };
         for event in old.live().filter(|e| keep(e)) {
             self.hold_copy(py, &old, event);
         }
     }
 
-    /// Holds one event of this action; `other` is the buffer's other action. The event it
-    /// supersedes (this uid's previous event, of either action) is settled at once: its winner
-    /// is held.
+    /// Holds one event of this action; `other` is the buffer's other action (None: not made
+    /// yet, buffer.rs). The event it supersedes (this uid's previous event, of either action)
+    /// is settled at once: its winner is held.
     pub fn put(
         &mut self,
-        other: &mut Held,
+        other: Option<&mut Events>,
         new: &NewEvent<'_, '_>,
         want_entry: bool,
     ) -> PyResult<Option<Superseded>> {
@@ -294,9 +314,9 @@ impl Held {
         self.store.events.push(event);
         self.count_in(&event);
         self.index_last();
-        if other.live == 0 {
+        let Some(other) = other.filter(|o| o.live > 0) else {
             return Ok(None);
-        }
+        };
         other.compact_if_wasteful(py);
         match other.remove(new.uid) {
             // the uid moved from the other action
@@ -368,12 +388,14 @@ impl Held {
 
 impl Held {
     pub fn new(add: bool) -> Self {
-        Held {
+        Held(Box::new(Events {
             add,
-            ..Held::default()
-        }
+            ..Events::default()
+        }))
     }
+}
 
+impl Events {
     pub fn len(&self) -> usize {
         self.live
     }
