@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,6 +40,18 @@ RESERVED_PRODUCER_KEYS = frozenset(
 )
 # the brokers are kafka.bootstrap_servers, for the consumer and the DLQ producer alike
 BROKER_LIST_KEYS = frozenset({"bootstrap.servers", "metadata.broker.list"})
+
+# per librdkafka map: the keys the streamer owns, and what to do instead
+_OWNED_BY_THE_STREAMER = {
+    "consumer": (
+        RESERVED_CONSUMER_KEYS,
+        "the streamer owns them (use kafka.group_id for the group)",
+    ),
+    "producer": (
+        RESERVED_PRODUCER_KEYS,
+        "the streamer owns them (the DLQ producer is idempotent with acks=all)",
+    ),
+}
 
 # Upper bounds: past them a value would crash a library later instead of being refused here.
 MAX_CONSUME_BATCH = 1_000_000  # confluent-kafka's Consumer.consume() takes at most this many
@@ -133,33 +146,13 @@ class KafkaConfig(_Section):
 
     @field_validator("consumer", "producer")
     @classmethod
-    def _brokers_in_one_place(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _no_owned_keys(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         # a broker list here would silently win over kafka.bootstrap_servers for one client
-        named = sorted(BROKER_LIST_KEYS & value.keys())
-        if named:
-            raise ValueError(f"may not set {', '.join(named)}: use kafka.bootstrap_servers")
-        return value
-
-    @field_validator("consumer")
-    @classmethod
-    def _no_reserved_consumer_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        reserved = sorted(RESERVED_CONSUMER_KEYS & value.keys())
-        if reserved:
-            raise ValueError(
-                f"may not set {', '.join(reserved)}: the streamer owns them "
-                "(use kafka.group_id for the group)"
-            )
-        return value
-
-    @field_validator("producer")
-    @classmethod
-    def _no_reserved_producer_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
-        reserved = sorted(RESERVED_PRODUCER_KEYS & value.keys())
-        if reserved:
-            raise ValueError(
-                f"may not set {', '.join(reserved)}: the streamer owns them "
-                "(the DLQ producer is idempotent with acks=all)"
-            )
+        brokers = (BROKER_LIST_KEYS, "use kafka.bootstrap_servers")
+        for keys, why in (brokers, _OWNED_BY_THE_STREAMER[info.field_name or ""]):
+            named = sorted(keys & value.keys())
+            if named:
+                raise ValueError(f"may not set {', '.join(named)}: {why}")
         return value
 
 
