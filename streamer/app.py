@@ -158,16 +158,25 @@ class Streamer:
     async def _housekeeping_forever(self) -> None:
         while True:
             await asyncio.sleep(HOUSEKEEPING_TICK_SECONDS)
-            self.dlq.poll()
-            show_pipeline(self.metrics, self.pipeline, self.limiter)
-            self.heap.observe(held_bytes(self.pipeline.buffered_bytes, len(self.pipeline.cohorts)))
-            await self.committer.tick()
-            now = time.monotonic()
-            if now - self._last_lag >= LAG_INTERVAL_SECONDS:
-                self._last_lag = now
-                await show_lag(self.metrics, self.pipeline, self.source)
-                if not self.source.reachable:
-                    await self.source.probe()
+            try:
+                await self._housekeeping_tick()
+            except Exception:
+                # a bug, not an outside answer (those are handled where they arrive): commits
+                # and DLQ callbacks must go on, so the next tick tries again
+                log.exception("housekeeping failed; tried again next tick")
+
+    async def _housekeeping_tick(self) -> None:
+        """DLQ delivery callbacks, gauges, heap trimming, the commit interval, lag and probes."""
+        self.dlq.poll()
+        show_pipeline(self.metrics, self.pipeline, self.limiter)
+        self.heap.observe(held_bytes(self.pipeline.buffered_bytes, len(self.pipeline.cohorts)))
+        await self.committer.tick()
+        now = time.monotonic()
+        if now - self._last_lag >= LAG_INTERVAL_SECONDS:
+            self._last_lag = now
+            await show_lag(self.metrics, self.pipeline, self.source)
+            if not self.source.reachable:
+                await self.source.probe()
 
     async def _shutdown(self) -> None:
         deadline = time.monotonic() + self.settings.deadlines.shutdown_flush_seconds
