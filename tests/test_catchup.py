@@ -10,7 +10,6 @@ stay within 1.1x the fewest any streamer could send for that log.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import orjson
 import pytest
@@ -18,8 +17,6 @@ import pytest
 from streamer.dev.sample import SampleLog, generate
 from streamer.payload import Envelope
 from tests.fixtures.bodies import pack_one_by_one
-from tests.fixtures.emulator import EmulatorClient
-from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.streamer import StreamerRig
 
 PARTNER = "tests"
@@ -57,23 +54,11 @@ def fewest_requests(log: SampleLog) -> int:
     return total
 
 
+@pytest.mark.partitions(12)
 @pytest.mark.parametrize("fetch", list(SLOW_FIRST_FETCH_SETTINGS), ids=str)
 def test_a_budget_bound_catch_up_sends_full_bodies_from_the_first_fetch(
-    fetch: str,
-    kafka_bootstrap: str,
-    make_topic: MakeTopic,
-    unique_group: str,
-    emulator: EmulatorClient,
-    tmp_path: Path,
+    fetch: str, rig: StreamerRig
 ) -> None:
-    rig = StreamerRig(
-        bootstrap=kafka_bootstrap,
-        topic=make_topic(partitions=12, prefix="catchup"),
-        dlq_topic=make_topic(partitions=1, prefix="dlq"),
-        group=unique_group,
-        emulator=emulator,
-        workdir=tmp_path,
-    )
     log = generate(events=12_000, cohorts=6, users=4_000, seed=17)
     rig.produce(log.messages)
     bound = fewest_requests(log)
@@ -86,14 +71,10 @@ def test_a_budget_bound_catch_up_sends_full_bodies_from_the_first_fetch(
         },
         batching={"linger_ms": 300},
     )
-    try:
-        rig.wait_caught_up(timeout=180)
-        rig.assert_state(log.expected)
-        sent = rig.emulator.stats()["requests_total"]
-        assert sent <= math.floor(1.1 * bound), (
-            f"{sent} requests for a lower bound of {bound} ({sent / bound:.2f}x, allowed 1.1x)"
-        )
-        assert proc.terminate() == 0
-    finally:
-        if proc.alive():
-            proc.kill()
+    rig.wait_caught_up(timeout=180)
+    rig.assert_state(log.expected)
+    sent = rig.emulator.stats()["requests_total"]
+    assert sent <= math.floor(1.1 * bound), (
+        f"{sent} requests for a lower bound of {bound} ({sent / bound:.2f}x, allowed 1.1x)"
+    )
+    assert proc.terminate() == 0
