@@ -37,7 +37,7 @@ from streamer.config import (
 )
 from streamer.dlq import DeadLetterWriter
 from streamer.gate import ApiGate
-from streamer.gauges import show_lag, show_pipeline
+from streamer.gauges import show_demand, show_lag, show_pipeline
 from streamer.gctune import tune_gc
 from streamer.health import HealthServer, listen
 from streamer.heap import Trimmer, held_bytes, release_heap
@@ -105,7 +105,6 @@ class Streamer:
             await self._check_dlq()
             await self.source.subscribe(self.committer)
             self.metrics.up.set(1)
-            self.metrics.rate_limit.set(self.limiter.limit)
             background = [
                 asyncio.create_task(self.pipeline.dispatch_forever(), name="dispatcher"),
                 asyncio.create_task(self._housekeeping_forever(), name="housekeeping"),
@@ -174,6 +173,7 @@ class Streamer:
         now = time.monotonic()
         if now - self._last_lag >= LAG_INTERVAL_SECONDS:
             self._last_lag = now
+            show_demand(self.metrics, self.pipeline, self.limiter)
             await show_lag(self.metrics, self.pipeline, self.source)
             if not self.source.reachable:
                 await self.source.probe()

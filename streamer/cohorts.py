@@ -56,6 +56,13 @@ class ActiveCohorts:
         """Cohorts with an open buffer."""
         return len(self._open)
 
+    def streams(self) -> int:
+        """(cohort, action) pairs with buffered changes: O(buffered), for the budget gauges
+        every few seconds, never per event or per pick."""
+        return sum(
+            (buf.add_bytes > 0) + (buf.remove_bytes > 0) for buf in self.open_buffers.values()
+        )
+
     def buffers(self) -> list[Cohort]:
         """The cohorts with an open buffer, oldest first (a copy: the caller may close some)."""
         return list(self._open)

@@ -1,4 +1,5 @@
-"""The gauges sampled by the housekeeping task: the pipeline's state and the consumer lag."""
+"""The gauges sampled by the housekeeping task: the pipeline's state, the API budget and the
+consumer lag."""
 
 from __future__ import annotations
 
@@ -16,7 +17,28 @@ def show_pipeline(metrics: Metrics, pipeline: Pipeline, limiter: RateLimiter) ->
     m.buffered_cohorts.set(p.cohorts.buffered)
     m.cohorts_tracked.set(len(p.cohorts))
     m.assigned_partitions.set(len(p.tracker.assigned()))
-    m.rate_limit.set(limiter.limit)
+    m.budget.set(limiter.budget)
+    m.budget_share.set(limiter.paced_share)
+    m.budget_tokens_used.set(limiter.used())
+    m.budget_tokens_available.set(limiter.available())
+
+
+def show_demand(metrics: Metrics, pipeline: Pipeline, limiter: RateLimiter) -> None:
+    """Demand against supply, from the streams with buffered changes (O(buffered): run every
+    few seconds, not every tick).
+
+    Demand is an estimate: each stream sends once per linger, so it wants window / linger
+    requests per window (retries, splits and full bodies sent early are not counted). Supply
+    is the paced rate: with more streams than it serves per linger, each waits its turn.
+    """
+    streams = pipeline.cohorts.streams()
+    linger = pipeline.settings.batching.linger_ms / 1000
+    pace = limiter.pace_per_second()
+    metrics.effective_linger.set(max(linger, streams / pace))
+    if linger > 0:
+        metrics.budget_demand.set(streams * limiter.window_seconds / linger)
+    else:  # every change wants a request of its own at once
+        metrics.budget_demand.set(float("inf") if streams else 0.0)
 
 
 async def show_lag(metrics: Metrics, pipeline: Pipeline, source: KafkaSource) -> None:

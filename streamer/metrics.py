@@ -124,11 +124,7 @@ class Metrics:
             buckets=(*_DURATION_BUCKETS, 60, 120),
             registry=r,
         )
-        self.rate_limit = Gauge(
-            f"{p}_rate_limit_per_minute",
-            "Current requests-per-minute budget after 429 back-off (AIMD)",
-            registry=r,
-        )
+        self._budget_gauges()
         self.buffered_events = Gauge(
             f"{p}_buffered_events", "Events held in memory, not yet acknowledged", registry=r
         )
@@ -199,6 +195,42 @@ class Metrics:
         )
         self.up = Gauge(f"{p}_up", "1 while the main loop is alive", registry=r)
         self._create_label_sets()
+
+    def _budget_gauges(self) -> None:
+        """The API budget as a scheduled resource: per window is per rate_window_seconds."""
+        r, p = self.registry, PREFIX
+        self.budget = Gauge(
+            f"{p}_budget_per_minute",
+            "The workspace's request budget per window (moengage.rate_limit_per_minute)",
+            registry=r,
+        )
+        self.budget_share = Gauge(
+            f"{p}_budget_share_per_minute",
+            "This replica's share of the budget per window, after 429 back-off of the pacing",
+            registry=r,
+        )
+        self.budget_tokens_used = Gauge(
+            f"{p}_budget_tokens_used",
+            "Request slots this replica holds in the current window",
+            registry=r,
+        )
+        self.budget_tokens_available = Gauge(
+            f"{p}_budget_tokens_available",
+            "Requests this replica could start now (paced tokens and free slots)",
+            registry=r,
+        )
+        self.effective_linger = Gauge(
+            f"{p}_effective_linger_seconds",
+            "How long a cohort/action stream now waits between sends: the linger, or the "
+            "streams over the paced request rate when that is longer",
+            registry=r,
+        )
+        self.budget_demand = Gauge(
+            f"{p}_budget_demand_per_minute",
+            "Requests per window the buffered cohort/action streams want at the configured "
+            "linger (streams x window / linger)",
+            registry=r,
+        )
 
     def _create_label_sets(self) -> None:
         """Create every bounded label set up front so series exist (as 0) before the first event."""
