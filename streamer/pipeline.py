@@ -203,6 +203,11 @@ class Pipeline:
                 pick = self._pick(now)
             if pick is not None:
                 self._start_delivery(pick)
+                # let the delivery take its token before the next pick: the limiter counts
+                # only tokens taken, so without this one token would seal every due cohort
+                # at once, and all of them would then wait in the limiter's queue, sealed,
+                # instead of coalescing until a token is there for them
+                await asyncio.sleep(0)
                 continue
             await self._sleep_until_next_due(now)
 

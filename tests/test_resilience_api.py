@@ -18,7 +18,7 @@ from tests.fixtures.observe import Sampler, http_get, metric, wait_for
 from tests.fixtures.streamer import StreamerRig
 
 RETRIES = "cohort_streamer_retries_total"
-RATE_GAUGE = "cohort_streamer_rate_limit_per_minute"
+SHARE_GAUGE = "cohort_streamer_budget_share_per_minute"
 
 
 def _no_dead_letters(rig: StreamerRig) -> None:
@@ -33,7 +33,7 @@ def test_5xx_and_429_are_retried_until_the_log_converges(rig: StreamerRig) -> No
     """Half the calls fail with 500 and a fifth with 429 (seeded), every answer 30 ms late.
 
     Every injected failure must come back as exactly one retry of the matching cause (none is
-    dropped, none double-counted), the 429s must lower the sending rate (AIMD), and the final
+    dropped, none double-counted), the 429s must slow the pacing, and the final
     membership must be the log's last-write-wins state with nothing dead-lettered.
     """
     rig.emulator.configure(fail_5xx_ratio=0.5, fail_429_ratio=0.2, latency_ms=30, seed=1234)
@@ -41,7 +41,7 @@ def test_5xx_and_429_are_retried_until_the_log_converges(rig: StreamerRig) -> No
     rig.produce(log.messages)
     budget = 120
     proc = rig.start(moengage={"rate_limit_per_minute": budget, "rate_window_seconds": 2})
-    with Sampler(lambda: metric(proc.metrics_port, RATE_GAUGE), 0.1) as rate:
+    with Sampler(lambda: metric(proc.metrics_port, SHARE_GAUGE), 0.1) as rate:
         rig.wait_caught_up(timeout=120)
     rig.assert_state(log.expected)
 
@@ -53,6 +53,7 @@ def test_5xx_and_429_are_retried_until_the_log_converges(rig: StreamerRig) -> No
     assert metric(port, RETRIES, cause="rate_limited") == stats["by_status"]["429"]
     assert metric(port, RETRIES, cause="timeout") == 0
     assert rate.low < budget, f"the rate never went down after 429s (samples {rate.values[:20]})"
+    assert rate.low >= budget / 2, f"429s collapsed the rate (samples {rate.values[:20]})"
     _no_dead_letters(rig)
     assert proc.terminate() == 0
 
@@ -62,8 +63,9 @@ def test_retry_after_is_honoured_and_the_rate_backs_off(rig: StreamerRig) -> Non
 
     One request at a time (max_in_flight 1), so the emulator's arrival log is the streamer's
     send sequence: after every rate-limited arrival, the next one must come no earlier than the
-    Retry-After the emulator sent (recomputed from its accepted-request log). The rate gauge
-    must drop below the configured budget, and the log still converges.
+    Retry-After the emulator sent (recomputed from its accepted-request log). The paced share
+    must drop below the configured budget but never below half of it (a 429 storm must not
+    collapse the rate), and the log still converges.
     """
     window, allowed = 2.0, 5
     rig.emulator.configure(rate_limit_per_minute=allowed, rate_window_seconds=window)
@@ -78,10 +80,10 @@ def test_retry_after_is_honoured_and_the_rate_backs_off(rig: StreamerRig) -> Non
         },
         batching={"linger_ms": 50},
     )
-    with Sampler(lambda: metric(proc.metrics_port, RATE_GAUGE), 0.1) as rate:
+    with Sampler(lambda: metric(proc.metrics_port, SHARE_GAUGE), 0.1) as rate:
         rig.wait_caught_up(timeout=120)
     rig.assert_state(log.expected)
-    assert rate.low < budget / 2, f"no multiplicative decrease seen (samples {rate.values[:20]})"
+    assert budget / 2 <= rate.low < budget, f"pacing after 429s (samples {rate.values[:20]})"
 
     stats = rig.emulator.stats(timestamps=True)
     arrivals: list[float] = stats["arrival_times"]

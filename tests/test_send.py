@@ -77,8 +77,6 @@ class FakeClient:
 class FakeLimiter:
     """Always has room; records the holds a 429 asks for."""
 
-    limit = 300
-
     def __init__(self) -> None:
         self.holds: list[float] = []
 
