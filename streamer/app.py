@@ -165,7 +165,8 @@ class Streamer:
                 log.exception("housekeeping failed; tried again next tick")
 
     async def _housekeeping_tick(self) -> None:
-        """DLQ delivery callbacks, gauges, heap trimming, the commit interval, lag and probes."""
+        """DLQ delivery callbacks, gauges, heap trimming, the commit interval; every
+        LAG_INTERVAL_SECONDS the budget demand, lag and probes."""
         self.dlq.poll()
         show_pipeline(self.metrics, self.pipeline, self.limiter)
         self.heap.observe(held_bytes(self.pipeline.buffered_bytes, len(self.pipeline.cohorts)))
