@@ -37,7 +37,7 @@ from streamer.config import (
 )
 from streamer.dlq import DeadLetterWriter
 from streamer.gate import ApiGate
-from streamer.gauges import show_demand, show_lag, show_pipeline
+from streamer.gauges import show_budget, show_demand, show_lag, show_pipeline
 from streamer.gctune import tune_gc
 from streamer.health import HealthServer, listen
 from streamer.heap import Trimmer, held_bytes, release_heap
@@ -73,6 +73,7 @@ class Streamer:
         self.metrics = metrics or Metrics()
         mo = settings.moengage
         self.limiter = RateLimiter(mo.rate_limit_per_minute, mo.rate_window_seconds)
+        show_budget(self.metrics, self.limiter)
         self.client = CohortSyncClient(mo.url, mo.timeout_seconds, credentials)
         self.dlq = DeadLetterWriter(settings.kafka, self.metrics)
         self.gate = ApiGate(self.metrics)

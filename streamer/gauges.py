@@ -17,10 +17,16 @@ def show_pipeline(metrics: Metrics, pipeline: Pipeline, limiter: RateLimiter) ->
     m.buffered_cohorts.set(p.cohorts.buffered)
     m.cohorts_tracked.set(len(p.cohorts))
     m.assigned_partitions.set(len(p.tracker.assigned()))
-    m.budget.set(limiter.budget)
-    m.budget_share.set(limiter.paced_share)
-    m.budget_tokens_used.set(limiter.used())
-    m.budget_tokens_available.set(limiter.available())
+    show_budget(m, limiter)
+
+
+def show_budget(metrics: Metrics, limiter: RateLimiter) -> None:
+    """The budget, this replica's share and its tokens: O(1), every tick (and at start, so the
+    share is never read as 0)."""
+    metrics.budget.set(limiter.budget)
+    metrics.budget_share.set(limiter.paced_share)
+    metrics.budget_tokens_used.set(limiter.used())
+    metrics.budget_tokens_available.set(limiter.available())
 
 
 def show_demand(metrics: Metrics, pipeline: Pipeline, limiter: RateLimiter) -> None:
