@@ -10,7 +10,7 @@ A request needs a slot of the log AND a token of the bucket:
   tries, retries, halves.
 - Pacing is a token bucket with a small burst (BURST_FRACTION of the share, 1 to MAX_BURST
   tokens: enough for every stream of a light load falling due at once), refilled at
-  (share - burst) per window + PACING_MARGIN_SECONDS. A full bucket plus one window of refill
+  (share - burst) per (window + PACING_MARGIN_SECONDS). A full bucket plus one window of refill
   stays under the share, so at steady state the log never fills: requests leave evenly instead
   of exhausting the window and then starving for the rest of it. The dispatcher seals a cohort
   when a token is there, so while tokens are scarce buffers keep filling and each stream's
