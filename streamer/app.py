@@ -105,7 +105,7 @@ class Streamer:
             await self._check_dlq()
             await self.source.subscribe(self.committer)
             self.metrics.up.set(1)
-            self.metrics.rate_limit.set(self.limiter.limit)
+            self.metrics.budget_share.set(self.limiter.limit)
             background = [
                 asyncio.create_task(self.pipeline.dispatch_forever(), name="dispatcher"),
                 asyncio.create_task(self._housekeeping_forever(), name="housekeeping"),

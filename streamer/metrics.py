@@ -124,9 +124,37 @@ class Metrics:
             buckets=(*_DURATION_BUCKETS, 60, 120),
             registry=r,
         )
-        self.rate_limit = Gauge(
-            f"{p}_rate_limit_per_minute",
-            "Current requests-per-minute budget after 429 back-off (AIMD)",
+        self.budget = Gauge(
+            f"{p}_budget_per_minute",
+            "Workspace budget: requests per minute shared by every member of the consumer group",
+            registry=r,
+        )
+        self.budget_share = Gauge(
+            f"{p}_budget_share_per_minute",
+            "This replica's share of the workspace budget, after 429 back-off",
+            registry=r,
+        )
+        self.budget_tokens_used = Gauge(
+            f"{p}_budget_tokens_used", "Slots held in the current rate window", registry=r
+        )
+        self.budget_tokens_available = Gauge(
+            f"{p}_budget_tokens_available",
+            "Slots this replica may still take in the current rate window",
+            registry=r,
+        )
+        self.effective_linger = Gauge(
+            f"{p}_effective_linger_seconds",
+            "How long a due cohort/action stream waits: max(linger, streams x window / share)",
+            registry=r,
+        )
+        self.budget_demand = Gauge(
+            f"{p}_budget_demand_per_minute",
+            "Requests wanted per rate window at the configured linger",
+            registry=r,
+        )
+        self.budget_group_members = Gauge(
+            f"{p}_budget_group_members",
+            "Members sharing the workspace budget, as this replica sees them",
             registry=r,
         )
         self.buffered_events = Gauge(

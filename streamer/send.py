@@ -132,7 +132,7 @@ class Sender:
         self._metrics.retries.labels(cause).inc()
         if cause == "rate_limited":
             self._limiter.on_rate_limited(rate_limit_hold(retry_after, self._config))
-            self._metrics.rate_limit.set(self._limiter.limit)
+            self._metrics.budget_share.set(self._limiter.limit)
         delay = retry_delay(attempt, retry_after, self._config, self._uniform)
         log.debug(
             "retrying after %.2fs (%s, attempt %d)", delay, cause, attempt, extra={"reason": cause}

@@ -18,7 +18,7 @@ from tests.fixtures.observe import Sampler, http_get, metric, wait_for
 from tests.fixtures.streamer import StreamerRig
 
 RETRIES = "cohort_streamer_retries_total"
-RATE_GAUGE = "cohort_streamer_rate_limit_per_minute"
+RATE_GAUGE = "cohort_streamer_budget_share_per_minute"
 
 
 def _no_dead_letters(rig: StreamerRig) -> None:
