@@ -105,6 +105,7 @@ class Streamer:
             await self._check_dlq()
             await self.source.subscribe(self.committer)
             self.metrics.up.set(1)
+            self.metrics.budget.set(self.settings.moengage.rate_limit_per_minute)
             self.metrics.budget_share.set(self.limiter.limit)
             background = [
                 asyncio.create_task(self.pipeline.dispatch_forever(), name="dispatcher"),
