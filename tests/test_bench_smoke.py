@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.bench import micro, run
+from tests.bench import micro, run, timeline
 
 
 @pytest.mark.slow
@@ -112,3 +112,22 @@ def test_micro_benchmark_runs_and_settles_every_event() -> None:
     result = asyncio.run(micro.main(events=3000, repeat=1))
     assert result["ingest_us_per_event"] > 0
     assert result["seal_settle_us_per_event"] > 0
+
+
+def test_recovery_counts_from_the_step_down_to_the_end_of_the_last_slow_bucket() -> None:
+    """The step phase's verdict: recovered once every later bucket is within the level."""
+    series: dict[str, list[float | None]] = {
+        "t": [0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0],
+        "p99_s": [9.0, 9.0, 3.0, 1.0, 4.0, None, 1.1],  # None: a bucket with too few events
+    }
+    assert timeline.recovered_after(series, 10.0, 1.2, 5.0) == 15.0  # 20 s bucket ends at 25
+    assert timeline.recovered_after(series, 25.0, 1.2, 5.0) == 0.0
+    series["p99_s"][-1] = 2.0
+    assert timeline.recovered_after(series, 10.0, 1.2, 5.0) is None  # slow to the end
+
+
+def test_budget_use_puts_each_answer_in_its_bucket() -> None:
+    accepted = [{"t": 100.0}, {"t": 101.0}, {"t": 106.0}]
+    refused = [{"t": 107.0, "status": 429}, {"t": 107.5, "status": 503}]
+    use = timeline.budget_use(accepted, refused, start=100.0, bucket_s=5.0)
+    assert use == {"t": [0.0, 5.0], "requests_per_s": [0.4, 0.2], "status_429": [0.0, 1.0]}

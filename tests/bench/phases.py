@@ -498,42 +498,56 @@ def step(ctx: Context) -> dict[str, Any]:
     run = _live(ctx, "step", steps)
     summary = latency_summary(run.events, run.acks, s.step_bucket_s)
     start = run.events[0].ts_ms / 1000
-    step_down_s = s.step_before_seconds + s.step_heavy_seconds
-    heavy = [e for e in run.events if s.step_before_seconds <= e.ts_ms / 1000 - start < step_down_s]
-    linger_s = s.linger_ms / 1000
-    done, _ = acknowledged(run.events, run.acks)
-    light_p99, level = timeline.light_level(done, start, s.step_before_seconds, linger_s)
-    recovered = timeline.recovered_after(summary["series"], step_down_s, level, s.step_bucket_s)
-    budget_per_s = s.budget_per_window / s.budget_window_s
     return {
         "steps": [vars(x) for x in steps],
         "linger_ms": s.linger_ms,
         "budget": _budget_settings(s),
-        "budget_per_s": budget_per_s,
+        "budget_per_s": s.budget_per_window / s.budget_window_s,
         "bucket_s": s.step_bucket_s,
         "events": len(run.events),
-        "acknowledged": summary["acknowledged"],
-        "lost": summary["lost"],
-        "p50_s": summary["p50_s"],
-        "p99_s": summary["p99_s"],
+        **{k: summary[k] for k in ("acknowledged", "lost", "p50_s", "p99_s")},
         "requests": run.stats["requests_total"],
         "by_status": run.stats["by_status"],
         "status_429": run.stats["by_status"].get("429", 0),
         "max_arrivals_in_window": run.stats["max_arrivals_in_window"],
-        "heavy_streams": streams(heavy),
-        "heavy_demand_vs_budget": streams(heavy) / linger_s / budget_per_s,
-        "heavy_bound_s": latency_bound(s, streams(heavy)),
-        "light_p99_s": light_p99,
-        "recovery_level_s": level,
-        "step_down_s": step_down_s,
-        "recovered_after_s": recovered,
-        "recovered_after_windows": (
-            recovered / s.budget_window_s if recovered is not None else None
-        ),
+        **_heavy_demand(s, run.events, start),
+        **_recovery(s, run, summary["series"], start),
         "drain_after_load_s": run.drain_s,
         "exit_code": run.exit_code,
         "latency_series": summary["series"],
         "budget_series": timeline.budget_use(run.accepted, run.refused, start, s.step_bucket_s),
+    }
+
+
+def _heavy_demand(s: Sizes, events: list[LiveEvent], start: float) -> dict[str, Any]:
+    """The heavy step's streams, the requests they want at linger against the budget, and
+    the latency bound the budget allows them."""
+    heavy_end = s.step_before_seconds + s.step_heavy_seconds
+    count = streams(
+        [e for e in events if s.step_before_seconds <= e.ts_ms / 1000 - start < heavy_end]
+    )
+    wanted_per_s = count / (s.linger_ms / 1000)
+    return {
+        "heavy_streams": count,
+        "heavy_demand_vs_budget": wanted_per_s / (s.budget_per_window / s.budget_window_s),
+        "heavy_bound_s": latency_bound(s, count),
+    }
+
+
+def _recovery(
+    s: Sizes, run: LiveRun, series: dict[str, list[float | None]], start: float
+) -> dict[str, Any]:
+    """How soon after the step down every bucket's p99 is back at light-load level."""
+    done, _ = acknowledged(run.events, run.acks)
+    light_p99, level = timeline.light_level(done, start, s.step_before_seconds, s.linger_ms / 1000)
+    step_down_s = s.step_before_seconds + s.step_heavy_seconds
+    recovered = timeline.recovered_after(series, step_down_s, level, s.step_bucket_s)
+    return {
+        "light_p99_s": light_p99,
+        "recovery_level_s": level,
+        "step_down_s": step_down_s,
+        "recovered_after_s": recovered,
+        "recovered_after_windows": None if recovered is None else recovered / s.budget_window_s,
     }
 
 

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display; must precede pyplot
 import matplotlib.pyplot as plt
 
-from tests.bench.timeline import LIGHT_MARGIN_S
+from tests.bench.timeline import LIGHT_MARGIN_S, LIGHT_SLACK
 
 Check = tuple[str, str, Callable[[dict[str, Any]], Any], Callable[[Any], bool], str]
 
@@ -228,22 +228,25 @@ def _latency(lat: dict[str, Any]) -> list[str]:
 
 
 def _step(st: dict[str, Any]) -> list[str]:
-    light, heavy, _ = st["steps"]
+    before, heavy, after = st["steps"]
     recovered = st["recovered_after_s"]
+    if recovered is None:
+        recovery = "had not recovered when the load ended"
+    else:
+        recovery = f"was back at that level {recovered:.0f} s after the step down"
     return [
-        f"## Step: {light['cohorts']} cohorts, then {heavy['cohorts']}, then {light['cohorts']} "
-        f"again ({light['seconds']:g} s / {heavy['seconds']:g} s / {st['steps'][2]['seconds']:g} "
-        f"s), linger {st['linger_ms']} ms, {_budget_text(st['budget'])}",
+        f"## Step: {before['cohorts']} cohorts for {before['seconds']:g} s, {heavy['cohorts']} "
+        f"for {heavy['seconds']:g} s, {after['cohorts']} for {after['seconds']:g} s; linger "
+        f"{st['linger_ms']} ms, {_budget_text(st['budget'])}",
         f"The heavy step's {st['heavy_streams']} streams want {st['heavy_demand_vs_budget']:.1f}x "
         f"the budget at linger (bound {_s(st['heavy_bound_s'])}). {st['acknowledged']:,} events "
         f"acknowledged, {st['lost']} lost; p50 {_s(st['p50_s'])}, p99 {_s(st['p99_s'])} overall. "
-        f"First light period p99 {_s(st['light_p99_s'])}; light level "
-        f"{_s(st['recovery_level_s'])} (linger + 0.2 s, or 1.2x that p99 if larger). After the "
-        f"step down at {st['step_down_s']:g} s every {st['bucket_s']:g} s bucket's p99 is within "
-        f"it from "
-        + (f"{recovered:.0f} s on." if recovered is not None else "never (not recovered).")
-        + f" {st['requests']} requests, statuses {st['by_status']}, most in one window "
-        f"{st['max_arrivals_in_window']}. Picture: budget.png.",
+        f"The first light period's p99 is {_s(st['light_p99_s'])}, so the light level is "
+        f"{_s(st['recovery_level_s'])} (linger + {LIGHT_MARGIN_S} s, or {LIGHT_SLACK:g}x that p99 "
+        f"if larger); the p99 of every {st['bucket_s']:g} s bucket {recovery} "
+        f"(step down at {st['step_down_s']:g} s). {st['requests']} requests, statuses "
+        f"{st['by_status']}, most in one window {st['max_arrivals_in_window']}. Over time: "
+        "budget.png.",
         "",
     ]
 
