@@ -15,6 +15,10 @@ import matplotlib.pyplot as plt
 
 from tests.bench.timeline import LIGHT_MARGIN_S, LIGHT_SLACK
 
+# Mean body fill of the 10-cohort latency run with the sliding-window limiter alone (bench run of
+# 2026-11-30, before pacing): issue 14 asks that pacing keeps fill at least this high
+FILL_BEFORE_PACING = 0.0067
+
 Check = tuple[str, str, Callable[[dict[str, Any]], Any], Callable[[Any], bool], str]
 
 # (what, target, how to read it from the results, when it is met, format)
@@ -49,6 +53,9 @@ CHECKS: tuple[Check, ...] = (
     ("p99 latency vs the budget's bound, heavy (50 cohorts)", "<= 1.5x",
      lambda r: r["latency_heavy"]["p99_vs_bound"], lambda v: v is not None and v <= 1.5,
      "{:.2f}x"),
+    ("mean body fill, 10 cohorts", f">= {FILL_BEFORE_PACING:.2%} (before pacing)",
+     lambda r: _latency_run(r, 10)["mean_fill"],
+     lambda v: v is not None and v >= FILL_BEFORE_PACING, "{:.2%}"),
     ("worst cohort p99 / median cohort p99, latency runs", "<= 2x",
      lambda r: max(x["cohort_p99_max_vs_median"] for x in _latency_runs(r)),
      lambda v: v <= 2, "{:.2f}x"),
