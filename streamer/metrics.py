@@ -231,6 +231,11 @@ class Metrics:
             "linger (streams x window / linger)",
             registry=r,
         )
+        self.budget_group_members = Gauge(
+            f"{p}_budget_group_members",
+            "Members sharing the workspace budget, as this replica sees them",
+            registry=r,
+        )
 
     def _create_label_sets(self) -> None:
         """Create every bounded label set up front so series exist (as 0) before the first event."""

@@ -32,6 +32,7 @@ REQUIRED_ALERTS = {
     "CohortStreamerNoCommit",  # no commit for N minutes (last_commit_timestamp)
     "CohortStreamerRateLimited",  # sustained 429s
     "CohortStreamerDown",  # process down
+    "CohortStreamerBudgetExceeded",  # issue 14: the group's demand above the workspace budget
 }
 
 
@@ -74,6 +75,11 @@ def test_the_alerts_cover_what_operators_page_on() -> None:
     assert 'status_class="429"' in expressions["CohortStreamerRateLimited"]
     assert "cohort_streamer_dlq_writes_total" in expressions["CohortStreamerDLQWrites"]
     assert "cohort_streamer_consumer_lag" in expressions["CohortStreamerConsumerLagGrowing"]
+    exceeded = expressions["CohortStreamerBudgetExceeded"]
+    # the group's summed demand against the budget every member sees (not a sum of budgets)
+    assert "sum by (namespace, job) (cohort_streamer_budget_demand_per_minute)" in exceeded
+    assert "max by (namespace, job) (cohort_streamer_budget_per_minute)" in exceeded
+    assert rules["CohortStreamerBudgetExceeded"]["for"] == "15m"
 
 
 @pytest.mark.parametrize("name", sorted(alert_rules()))

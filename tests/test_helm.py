@@ -285,23 +285,21 @@ def test_missing_credentials_without_existing_secret_fail_rendering() -> None:
 
 
 @pytest.mark.parametrize(
-    ("total", "replicas", "per_replica"),
-    [(300, 1, 300), (300, 2, 150), (300, 3, 100), (250, 3, 83), (300, 7, 42), (100, 0, 100)],
+    ("total", "replicas"), [(300, 1), (300, 3), (250, 3), (2, 3), (300, 7), (100, 0)]
 )
-def test_per_replica_rate_budget_is_floor_of_total_over_replicas(
-    total: int, replicas: int, per_replica: int
-) -> None:
+def test_every_pod_gets_the_whole_workspace_budget(total: int, replicas: int) -> None:
+    """The group's members divide the budget themselves: the chart never splits it."""
     manifests = render(
         DEFAULTS, sets=(f"rateBudget.requestsPerMinute={total}", f"replicaCount={replicas}")
     )
     assert one(manifests, "Deployment")["spec"]["replicas"] == replicas
-    assert streamer_config(manifests)["moengage"]["rate_limit_per_minute"] == per_replica
+    assert streamer_config(manifests)["moengage"]["rate_limit_per_minute"] == total
 
 
-def test_a_budget_below_one_request_per_replica_is_refused() -> None:
-    result = template_result(DEFAULTS, sets=("rateBudget.requestsPerMinute=2", "replicaCount=3"))
+def test_a_budget_below_one_request_per_minute_is_refused() -> None:
+    result = template_result(DEFAULTS, sets=("rateBudget.requestsPerMinute=0",))
     assert result.returncode != 0
-    assert "rateBudget.requestsPerMinute (2) is below replicaCount (3)" in result.stderr
+    assert "/rateBudget/requestsPerMinute" in result.stderr
 
 
 def test_data_center_or_base_url_never_both() -> None:
@@ -323,7 +321,8 @@ def test_config_checksum_changes_with_the_config_only() -> None:
     base = _checksum()
     assert _checksum() == base  # deterministic
     assert _checksum("config.batching.linger_ms=500") != base
-    assert _checksum("replicaCount=3") != base  # changes the per-replica budget in the config
+    assert _checksum("rateBudget.requestsPerMinute=250") != base
+    assert _checksum("replicaCount=3") == base  # scaling does not roll the pods
     assert _checksum("resources.limits.memory=1Gi", "podAnnotations.team=cohorts") == base
 
 
@@ -606,7 +605,7 @@ def _notes(values: Path, tmp_path: Path) -> str:
 
 def test_notes_tell_the_budget_and_the_replay_procedure(tmp_path: Path) -> None:
     notes = _notes(CHART / "ci" / "existing-secret-monitoring-values.yaml", tmp_path)
-    assert "Replicas: 3, each with 83 Cohort Sync requests/minute" in notes
+    assert "Replicas: 3, sharing the workspace budget of 250 Cohort Sync requests/minute" in notes
     assert "Secret moengage-credentials" in notes
     assert "--set replicaCount=0" in notes and "replay.enabled=true" in notes
     replay_notes = _notes(CHART / "ci" / "replay-values.yaml", tmp_path / "replay")

@@ -72,6 +72,13 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return [(title, target["expr"]) for title, target in dashboard_targets()]
 
 
+def panel_targets(title: str) -> list[tuple[str, str]]:
+    """(legend, expr) of every target of the panel called `title`."""
+    return [
+        (t["legendFormat"], t["expr"]) for t_title, t in dashboard_targets() if t_title == title
+    ]
+
+
 def dashboard_variable_queries() -> list[str]:
     doc = json.loads(DASHBOARD.read_text())
     return [v["definition"] for v in doc["templating"]["list"] if v["type"] == "query"]
@@ -320,6 +327,13 @@ def test_the_scraped_numbers_match_what_was_produced(scraped_streamer: ScrapedSt
         assert peak > 0, f"panel {title!r} never showed traffic"
     assert prom.scalar(f'sum(cohort_streamer_consumer_lag{{job="{JOB}"}})') == 0
     assert prom.scalar(f'max(cohort_streamer_auth_failing{{job="{JOB}"}})') == 0
+    # the budget panels: the workspace budget as configured (the default 300), and the shares
+    # of the group (here one replica) within it
+    budget_use = dict(panel_targets("Budget use of the group"))
+    assert prom.scalar(substitute(budget_use["workspace budget (req/min)"])) == 300
+    shares = dict(panel_targets("Share per replica"))
+    share = prom.scalar(f"sum({substitute(shares['{{instance}}'])})")
+    assert 0 < share <= 300, share
 
 
 def test_prometheus_loads_and_evaluates_every_alert_rule(scraped_streamer: ScrapedStreamer) -> None:
@@ -361,7 +375,12 @@ def test_dashboard_panels_cover_what_operators_watch() -> None:
         "Event to acknowledgement p50 / p99",
         "Members per request",
         "Body fill",
-        "Rate-limit budget",
+        "Budget use of the group",
+        "Share per replica",
+        "Demand against the budget",
+        "Effective linger per replica",
+        "Budget tokens per replica",
+        "Group members seen per replica",
         "Rate-limiter wait p50 / p99",
         "Buffered events and catch-up",
         "Buffered bytes",

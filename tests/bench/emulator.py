@@ -2,14 +2,16 @@
 
 `python -m tests.bench.emulator [--record-uids] <cohort-streamer emulator flags>` runs the very
 same server code (streamer.emulator.cli) and additionally keeps, for each accepted request, its
-wall-clock time, cohort, action, member count and body size; with --record-uids also the time
-each (cohort, action, uid) was first applied. `GET /_bench/requests` and `GET /_bench/acks`
-return them. That is what makes the latency figure exact per event (the event's `ts` to the
-moment the API applied its change) and the body fill measurable per request; the emulator's
-own /_emulator/stats only keeps totals.
+wall-clock time, cohort, action, member count and body size, the time and status of every
+refused one, and with --record-uids the time each (cohort, action, uid) was first applied.
+`GET /_bench/requests`, `GET /_bench/refused` and `GET /_bench/acks` return them. That is what
+makes the latency figure exact per event (the event's `ts` to the moment the API applied its
+change), the body fill measurable per request and 429s placeable in time; the emulator's own
+/_emulator/stats only keeps totals.
 
 The hooks wrap SegmentStore.apply and Stats.record_accepted, which the Cohort Sync handler
-calls back to back, without an await in between, for every accepted request.
+calls back to back, without an await in between, for every accepted request, and
+Stats.record_status, which it calls for every answer.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Recorder:
         self.record_uids = record_uids
         self.requests: list[tuple[float, str, str, int, int]] = []
         self.acks: dict[str, float] = {}  # "cohort action uid" -> first applied, epoch s
+        self.refused: list[tuple[float, int]] = []  # (epoch s, status) of every non-2xx answer
         self._last: CohortRequest | None = None
 
     def applied(self, request: CohortRequest) -> None:
@@ -49,6 +52,10 @@ class Recorder:
             row = (time.time(), req.cohort_id, req.action, len(req.uids), body_bytes)
             self.requests.append(row)
 
+    def answered(self, status: int) -> None:
+        if not 200 <= status < 300:
+            self.refused.append((time.time(), status))
+
 
 RECORDER = Recorder(record_uids=False)
 
@@ -56,6 +63,7 @@ RECORDER = Recorder(record_uids=False)
 def _install_hooks() -> None:
     apply = SegmentStore.apply
     record_accepted = Stats.record_accepted
+    record_status = Stats.record_status
 
     def hooked_apply(self: SegmentStore, request: CohortRequest) -> int:
         RECORDER.applied(request)
@@ -67,8 +75,13 @@ def _install_hooks() -> None:
         RECORDER.accepted(body_bytes)
         record_accepted(self, now, action, members, body_bytes, changed)
 
+    def hooked_status(self: Stats, status: int) -> None:
+        RECORDER.answered(status)
+        record_status(self, status)
+
     SegmentStore.apply = hooked_apply  # type: ignore[method-assign]
     Stats.record_accepted = hooked_accepted  # type: ignore[method-assign]
+    Stats.record_status = hooked_status  # type: ignore[method-assign]
 
     create_app = server.create_app
 
@@ -76,6 +89,7 @@ def _install_hooks() -> None:
         app = create_app(*args, **kwargs)
         app.router.add_get("/_bench/requests", _requests)
         app.router.add_get("/_bench/acks", _acks)
+        app.router.add_get("/_bench/refused", _refused)
         return app
 
     server.create_app = create_app_with_routes
@@ -89,6 +103,11 @@ async def _requests(request: web.Request) -> web.Response:
 
 async def _acks(request: web.Request) -> web.Response:
     return web.Response(body=orjson.dumps(RECORDER.acks), content_type="application/json")
+
+
+async def _refused(request: web.Request) -> web.Response:
+    rows = [{"t": t, "status": status} for t, status in RECORDER.refused]
+    return web.Response(body=orjson.dumps(rows), content_type="application/json")
 
 
 def main(argv: list[str]) -> int:

@@ -1,4 +1,7 @@
-"""Live load for the latency phase, and event-to-acknowledgement latency from the recorder.
+"""Live load for the latency phases, and event-to-acknowledgement latency from the recorder.
+
+A load is a sequence of steps (seconds, cohorts, rate); a step's events go round-robin to its
+first `cohorts` cohorts, so cohorts shared by consecutive steps carry on.
 
 Every (cohort, action, uid) occurs at most once: users enter once and some exit later, so the
 recorder's first apply time of that triple is exactly when the API acknowledged the event. An
@@ -12,6 +15,7 @@ import random
 import statistics
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +36,17 @@ class LiveEvent:
     ts_ms: int
 
 
+@dataclass(frozen=True)
+class Step:
+    seconds: float
+    cohorts: int
+    rate: float  # events/s
+
+
 @dataclass
 class LiveLoad:
     bootstrap: str
     topic: str
-    cohorts: int
-    rate: float
     seed: int = 3
     events: list[LiveEvent] = field(default_factory=list)
 
@@ -45,25 +54,29 @@ class LiveLoad:
     def produced(self) -> int:
         return len(self.events)
 
-    def run(self, seconds: float) -> None:
-        """Produce `rate` events/s for `seconds`, spread evenly over small ticks."""
+    def run(self, steps: Sequence[Step]) -> None:
+        """Produce each step's events/s for its seconds, spread evenly over small ticks."""
         out = producer(self.bootstrap, linger_ms=5)
         rng = random.Random(self.seed)
-        entered: list[deque[tuple[float, str]]] = [deque() for _ in range(self.cohorts)]
-        started = time.monotonic()
-        while (elapsed := time.monotonic() - started) < seconds:
-            for _ in range(int(elapsed * self.rate) - len(self.events)):
-                out.produce(self.topic, *self._next(rng, entered))
-            out.poll(0)
-            time.sleep(TICK_S)
+        entered: list[deque[tuple[float, str]]] = [
+            deque() for _ in range(max(step.cohorts for step in steps))
+        ]
+        for step in steps:
+            first = len(self.events)
+            started = time.monotonic()
+            while (elapsed := time.monotonic() - started) < step.seconds:
+                for _ in range(int(elapsed * step.rate) - (len(self.events) - first)):
+                    out.produce(self.topic, *self._next(rng, entered, step.cohorts))
+                out.poll(0)
+                time.sleep(TICK_S)
         if out.flush(30):
             raise RuntimeError("live events were not all delivered")
 
     def _next(
-        self, rng: random.Random, entered: list[deque[tuple[float, str]]]
+        self, rng: random.Random, entered: list[deque[tuple[float, str]]], cohorts: int
     ) -> tuple[bytes, bytes]:
         """(value, key) of the next event: an old member exits, or a new user enters."""
-        c = len(self.events) % self.cohorts
+        c = len(self.events) % cohorts
         now = time.time()
         queue = entered[c]
         leave = bool(queue) and queue[0][0] <= now - EXIT_AFTER_S and rng.random() < EXIT_SHARE
@@ -84,47 +97,65 @@ class LiveLoad:
         return orjson.dumps(event), uid.encode()
 
 
-def latency_summary(events: list[LiveEvent], acks: dict[str, float]) -> dict[str, Any]:
-    """p50/p99/max overall and per cohort; events never acknowledged are counted as lost."""
-    per_cohort: dict[str, list[float]] = {}
-    series: list[tuple[float, float]] = []
-    lost = 0
-    start = events[0].ts_ms / 1000 if events else 0.0
+def acknowledged(
+    events: list[LiveEvent], acks: dict[str, float]
+) -> tuple[list[tuple[LiveEvent, float]], int]:
+    """(event, seconds from its ts to the API applying it) of every acknowledged event, and how
+    many were never acknowledged."""
+    done: list[tuple[LiveEvent, float]] = []
     for e in events:
         add = acks.get(f"{e.cohort} add_members {e.uid}")
         remove = acks.get(f"{e.cohort} remove_members {e.uid}")
         acked = (add if add is not None else remove) if e.enter else remove
-        if acked is None:
-            lost += 1
-            continue
-        seconds = acked - e.ts_ms / 1000
+        if acked is not None:
+            done.append((e, acked - e.ts_ms / 1000))
+    return done, len(events) - len(done)
+
+
+def streams(events: list[LiveEvent]) -> int:
+    """The (cohort, action) streams the events make: what the budget must serve in turn."""
+    return len({(e.cohort, e.enter) for e in events})
+
+
+def latency_summary(
+    events: list[LiveEvent], acks: dict[str, float], bucket_s: float = 1.0
+) -> dict[str, Any]:
+    """p50/p99/max overall and per cohort, the largest cohort p99 over the median cohort's,
+    and quantiles per `bucket_s` of production time; unacknowledged events count as lost."""
+    done, lost = acknowledged(events, acks)
+    per_cohort: dict[str, list[float]] = {}
+    for e, seconds in done:
         per_cohort.setdefault(e.cohort, []).append(seconds)
-        series.append((e.ts_ms / 1000 - start, seconds))
-    everything = [x for xs in per_cohort.values() for x in xs]
+    start = events[0].ts_ms / 1000 if events else 0.0
+    summary = {c: {**quantiles(xs), "events": len(xs)} for c, xs in per_cohort.items()}
+    cohort_p99s = [q["p99_s"] for q in summary.values() if q["p99_s"] is not None]
     return {
-        "acknowledged": len(everything),
+        "acknowledged": len(done),
         "lost": lost,
-        **_quantiles(everything),
-        "per_cohort": {c: {**_quantiles(xs), "events": len(xs)} for c, xs in per_cohort.items()},
-        "series": _per_second(series),
+        **quantiles([seconds for _, seconds in done]),
+        "per_cohort": summary,
+        "cohort_p99_max_vs_median": (
+            max(cohort_p99s) / statistics.median(cohort_p99s) if cohort_p99s else None
+        ),
+        "series": _by_bucket([(e.ts_ms / 1000 - start, x) for e, x in done], bucket_s),
     }
 
 
-def _per_second(series: list[tuple[float, float]]) -> dict[str, list[float | None]]:
-    """Latency quantiles of the events produced in each second (keeps the JSON small)."""
+def _by_bucket(series: list[tuple[float, float]], bucket_s: float) -> dict[str, list[float | None]]:
+    """Latency quantiles of the events produced in each bucket (keeps the JSON small)."""
     buckets: dict[int, list[float]] = {}
     for t, seconds in series:
-        buckets.setdefault(int(t), []).append(seconds)
+        buckets.setdefault(int(t / bucket_s), []).append(seconds)
     out: dict[str, list[float | None]] = {"t": [], "p50_s": [], "p99_s": [], "max_s": []}
-    for second in sorted(buckets):
-        q = _quantiles(buckets[second])
-        out["t"].append(float(second))
+    for bucket in sorted(buckets):
+        q = quantiles(buckets[bucket])
+        out["t"].append(bucket * bucket_s)
         for key in ("p50_s", "p99_s", "max_s"):
             out[key].append(q[key])
     return out
 
 
-def _quantiles(values: list[float]) -> dict[str, float | None]:
+def quantiles(values: list[float]) -> dict[str, float | None]:
     if len(values) < 2:
         return {"p50_s": None, "p99_s": None, "max_s": max(values, default=None)}
     cuts = statistics.quantiles(values, n=100, method="inclusive")

@@ -3,7 +3,11 @@
 1 catch-up   a large backlog, API unconstrained: events/s and streamer CPU-s per million events
 2 baseline   the afternoon script on a slice of the same log, in its own process
 3 budget     a backlog under the real 300/min budget: requests against the lower bound, fill, 429s
-4 latency    live load at a light and at a budget-limited cohort count: event ts -> API applied
+4 latency    live load at a light and at a budget-limited cohort count: event ts -> API applied,
+             against the bound the budget allows (streams x window / budget, at least linger)
+  latency_heavy  the same at 50 cohorts and 1,000 events/s
+  step       light load, then ~10x the budget, then light again: latency and budget use over
+             time, and how soon latency is back to light-load level after the step down
 5 cohort scaling  one event per distinct cohort (1,000 / 10,000 / 50,000), API unlimited: CPU-s
              per cohort, and RSS and idle CPU once drained against a 1-cohort run
 Peak RSS of the streamer is sampled in 1, 3 and 5.
@@ -20,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.bench import rig
-from tests.bench.live import LiveLoad, latency_summary
+from tests.bench import rig, timeline
+from tests.bench.live import LiveEvent, LiveLoad, Step, acknowledged, latency_summary, streams
 from tests.bench.workload import Backlog, generate_backlog, lower_bound, produce
 from tests.fixtures.observe import http_get, samples, wait_for
 
@@ -45,6 +49,18 @@ class Sizes:
     latency_rate: float = 200.0
     latency_seconds: float = 60.0
     latency_cohorts: tuple[int, ...] = (2, 10)
+    heavy_cohorts: int = 50
+    heavy_rate: float = 1000.0
+    heavy_seconds: float = 90.0
+    # step: light (2 cohorts at latency_rate), then enough streams that their demand at linger
+    # is ~10x the budget (25 cohorts x 2 actions / 1 s = 50 requests/s against 5), then light
+    step_light_cohorts: int = 2
+    step_heavy_cohorts: int = 25
+    step_heavy_rate: float = 1000.0
+    step_before_seconds: float = 60.0
+    step_heavy_seconds: float = 120.0
+    step_after_seconds: float = 120.0
+    step_bucket_s: float = 5.0
     scaling_cohorts: tuple[int, ...] = (1_000, 10_000, 50_000)
     linger_ms: int = 1000
     timeout_s: float = 1800.0
@@ -64,6 +80,15 @@ class Sizes:
             budget_window_s=2.0,
             latency_rate=100.0,
             latency_seconds=3.0,
+            heavy_cohorts=5,
+            heavy_rate=200.0,
+            heavy_seconds=3.0,
+            step_heavy_cohorts=5,
+            step_heavy_rate=200.0,
+            step_before_seconds=2.0,
+            step_heavy_seconds=3.0,
+            step_after_seconds=4.0,
+            step_bucket_s=0.5,
             scaling_cohorts=(20, 200),
             timeout_s=120.0,
         )
@@ -272,7 +297,6 @@ def budget(ctx: Context) -> dict[str, Any]:
     backlog, _ = generate(s.budget_events, s.budget_cohorts, s.budget_users, seed=23)
     bound = lower_bound(backlog, rig.PARTNER)
     topic, _ = _produce_backlog(ctx, "budget", backlog)
-    per_minute = round(s.budget_per_window * SECONDS_PER_MINUTE / s.budget_window_s)
     emulator = rig.Emulator(
         ctx.workdir / "emulator-budget.log", s.budget_per_window, s.budget_window_s
     )
@@ -303,11 +327,7 @@ def budget(ctx: Context) -> dict[str, Any]:
     return {
         "events": len(backlog),
         "cohorts": s.budget_cohorts,
-        "budget": {
-            "requests": s.budget_per_window,
-            "window_s": s.budget_window_s,
-            "per_minute": per_minute,
-        },
+        "budget": _budget_settings(s),
         "lower_bound": bound,
         "requests": sent,
         "requests_vs_lower_bound": sent / bound["requests"],
@@ -328,6 +348,15 @@ def budget(ctx: Context) -> dict[str, Any]:
             "rss_mb": [round(x.rss_mb, 1) for x in observer.samples],
             "request_t": [round(r["t"] - t_first, 2) for r in accepted],
         },
+    }
+
+
+def _budget_settings(s: Sizes) -> dict[str, Any]:
+    per_minute = round(s.budget_per_window * SECONDS_PER_MINUTE / s.budget_window_s)
+    return {
+        "requests": s.budget_per_window,
+        "window_s": s.budget_window_s,
+        "per_minute": per_minute,
     }
 
 
@@ -366,53 +395,159 @@ def _tenths(accepted: list[dict[str, Any]], limit: int) -> list[int]:
     return tenths
 
 
-def latency(ctx: Context, cohorts: int) -> dict[str, Any]:
-    """Live events at `latency_rate`/s over `cohorts` cohorts; event ts -> applied by the API."""
+@dataclass
+class LiveRun:
+    """What a live load left behind: its events and what the emulator and streamer saw."""
+
+    events: list[LiveEvent]
+    acks: dict[str, float]
+    accepted: list[dict[str, Any]]
+    refused: list[dict[str, Any]]
+    stats: dict[str, Any]
+    drain_s: float
+    histogram_p99_bucket_s: float | None
+    exit_code: int
+
+
+def _live(ctx: Context, name: str, steps: list[Step]) -> LiveRun:
+    """One streamer under the real budget while `steps` of live load are produced; drained."""
     s = ctx.sizes
-    topic = ctx.broker.topic(f"latency{cohorts}", s.partitions)
+    topic = ctx.broker.topic(name, s.partitions)
     emulator = rig.Emulator(
-        ctx.workdir / f"emulator-latency{cohorts}.log",
+        ctx.workdir / f"emulator-{name}.log",
         s.budget_per_window, s.budget_window_s, record_uids=True,
     )  # fmt: skip
     group = _group()
     streamer: rig.Streamer | None = None
     try:
         streamer = _start_streamer(
-            ctx, f"latency{cohorts}", topic, emulator, group,
+            ctx, name, topic, emulator, group,
             moengage={"rate_limit_per_minute": s.budget_per_window,
                       "rate_window_seconds": s.budget_window_s},
             batching={"linger_ms": s.linger_ms},
         )  # fmt: skip
         probe = rig.CommitProbe(ctx.broker.bootstrap, group, topic)
         wait_for(lambda: http_get(streamer.port, "/readyz")[0] == 200, 60, "readiness", 0.1)
-        load = LiveLoad(ctx.broker.bootstrap, topic, cohorts, s.latency_rate)
-        load.run(s.latency_seconds)
+        load = LiveLoad(ctx.broker.bootstrap, topic)
+        load.run(steps)
         started = time.monotonic()
         wait_for(lambda: probe.committed() >= load.produced, s.timeout_s, "drain")
-        drain_s = time.monotonic() - started
-        acks = emulator.acks()
-        stats = emulator.stats()
-        hist_p99 = _histogram_quantile(streamer, 0.99)
-        exit_code = streamer.terminate()
+        run = LiveRun(
+            events=load.events,
+            acks=emulator.acks(),
+            accepted=emulator.requests(),
+            refused=emulator.refused(),
+            stats=emulator.stats(),
+            drain_s=time.monotonic() - started,
+            histogram_p99_bucket_s=_histogram_quantile(streamer, 0.99),
+            exit_code=streamer.terminate(),
+        )
         probe.close()
     finally:
         if streamer is not None:
             streamer.close()
         emulator.stop()
-    summary = latency_summary(load.events, acks)
+    return run
+
+
+def latency_bound(s: Sizes, stream_count: int) -> float:
+    """The p99 the budget allows: each stream sent once per its turn (streams x window /
+    budget), and never sooner than linger makes it due."""
+    return max(s.linger_ms / 1000, stream_count * s.budget_window_s / s.budget_per_window)
+
+
+def latency(ctx: Context, name: str, cohorts: int, rate: float, seconds: float) -> dict[str, Any]:
+    """Live events at `rate`/s over `cohorts` cohorts; event ts -> applied by the API."""
+    s = ctx.sizes
+    run = _live(ctx, name, [Step(seconds, cohorts, rate)])
+    summary = latency_summary(run.events, run.acks)
+    stream_count = streams(run.events)
+    bound = latency_bound(s, stream_count)
+    p99 = summary["p99_s"]
     return {
         "cohorts": cohorts,
-        "rate": s.latency_rate,
-        "seconds": s.latency_seconds,
+        "rate": rate,
+        "seconds": seconds,
         "linger_ms": s.linger_ms,
-        "events": len(load.events),
-        "requests": stats["requests_total"],
-        "requests_per_s": stats["requests_total"] / (s.latency_seconds + drain_s),
-        "by_status": stats["by_status"],
-        "drain_after_load_s": drain_s,
-        "streamer_histogram_p99_bucket_s": hist_p99,
-        "exit_code": exit_code,
+        "budget": _budget_settings(s),
+        "events": len(run.events),
+        "streams": stream_count,
+        "bound_s": bound,
+        "p99_vs_bound": p99 / bound if p99 is not None else None,
+        "requests": run.stats["requests_total"],
+        "requests_per_s": run.stats["requests_total"] / (seconds + run.drain_s),
+        "by_status": run.stats["by_status"],
+        "status_429": run.stats["by_status"].get("429", 0),
+        "max_arrivals_in_window": run.stats["max_arrivals_in_window"],
+        **_fill(run.accepted),
+        "drain_after_load_s": run.drain_s,
+        "streamer_histogram_p99_bucket_s": run.histogram_p99_bucket_s,
+        "exit_code": run.exit_code,
         **summary,
+    }
+
+
+def step(ctx: Context) -> dict[str, Any]:
+    """Light load, ~10x the budget, light again: does latency come back within two windows?"""
+    s = ctx.sizes
+    steps = [
+        Step(s.step_before_seconds, s.step_light_cohorts, s.latency_rate),
+        Step(s.step_heavy_seconds, s.step_heavy_cohorts, s.step_heavy_rate),
+        Step(s.step_after_seconds, s.step_light_cohorts, s.latency_rate),
+    ]
+    run = _live(ctx, "step", steps)
+    summary = latency_summary(run.events, run.acks, s.step_bucket_s)
+    start = run.events[0].ts_ms / 1000
+    return {
+        "steps": [vars(x) for x in steps],
+        "linger_ms": s.linger_ms,
+        "budget": _budget_settings(s),
+        "budget_per_s": s.budget_per_window / s.budget_window_s,
+        "bucket_s": s.step_bucket_s,
+        "events": len(run.events),
+        **{k: summary[k] for k in ("acknowledged", "lost", "p50_s", "p99_s")},
+        "requests": run.stats["requests_total"],
+        "by_status": run.stats["by_status"],
+        "status_429": run.stats["by_status"].get("429", 0),
+        "max_arrivals_in_window": run.stats["max_arrivals_in_window"],
+        **_heavy_demand(s, run.events, start),
+        **_recovery(s, run, summary["series"], start),
+        "drain_after_load_s": run.drain_s,
+        "exit_code": run.exit_code,
+        "latency_series": summary["series"],
+        "budget_series": timeline.budget_use(run.accepted, run.refused, start, s.step_bucket_s),
+    }
+
+
+def _heavy_demand(s: Sizes, events: list[LiveEvent], start: float) -> dict[str, Any]:
+    """The heavy step's streams, the requests they want at linger against the budget, and
+    the latency bound the budget allows them."""
+    heavy_end = s.step_before_seconds + s.step_heavy_seconds
+    count = streams(
+        [e for e in events if s.step_before_seconds <= e.ts_ms / 1000 - start < heavy_end]
+    )
+    wanted_per_s = count / (s.linger_ms / 1000)
+    return {
+        "heavy_streams": count,
+        "heavy_demand_vs_budget": wanted_per_s / (s.budget_per_window / s.budget_window_s),
+        "heavy_bound_s": latency_bound(s, count),
+    }
+
+
+def _recovery(
+    s: Sizes, run: LiveRun, series: dict[str, list[float | None]], start: float
+) -> dict[str, Any]:
+    """How soon after the step down every bucket's p99 is back at light-load level."""
+    done, _ = acknowledged(run.events, run.acks)
+    light_p99, level = timeline.light_level(done, start, s.step_before_seconds, s.linger_ms / 1000)
+    step_down_s = s.step_before_seconds + s.step_heavy_seconds
+    recovered = timeline.recovered_after(series, step_down_s, level, s.step_bucket_s)
+    return {
+        "light_p99_s": light_p99,
+        "recovery_level_s": level,
+        "step_down_s": step_down_s,
+        "recovered_after_s": recovered,
+        "recovered_after_windows": None if recovered is None else recovered / s.budget_window_s,
     }
 
 

@@ -95,6 +95,11 @@ class Emulator:
         rows: list[dict[str, Any]] = self.get("/_bench/requests")
         return rows
 
+    def refused(self) -> list[dict[str, Any]]:
+        """Every non-2xx answer: {"t": epoch s, "status": code}."""
+        rows: list[dict[str, Any]] = self.get("/_bench/refused")
+        return rows
+
     def acks(self) -> dict[str, float]:
         acks: dict[str, float] = self.get("/_bench/acks")
         return acks

@@ -28,7 +28,7 @@ import yaml
 from tests.bench import phases, report, rig
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PHASES = ("catchup", "baseline", "budget", "latency", "cohort_scaling")
+PHASES = ("catchup", "baseline", "budget", "latency", "latency_heavy", "step", "cohort_scaling")
 COUNTS = ("latency_cohorts", "scaling_cohorts")  # sizes given as comma-separated lists
 
 
@@ -128,6 +128,7 @@ def _environment(
 
 
 def _run(ctx: phases.Context, chosen: list[str], results: dict[str, Any]) -> None:
+    s = ctx.sizes
     backlog = None
     if "catchup" in chosen or "baseline" in chosen:
         _say("catch-up" if "catchup" in chosen else "generating the log for the baseline")
@@ -153,7 +154,18 @@ def _run(ctx: phases.Context, chosen: list[str], results: dict[str, Any]) -> Non
         results["latency"] = []
         for cohorts in ctx.sizes.latency_cohorts:
             _say(f"latency, {cohorts} cohorts")
-            results["latency"].append(phases.latency(ctx, cohorts))
+            run = phases.latency(
+                ctx, f"latency{cohorts}", cohorts, s.latency_rate, s.latency_seconds
+            )
+            results["latency"].append(run)
+    if "latency_heavy" in chosen:
+        _say(f"latency, {s.heavy_cohorts} cohorts at {s.heavy_rate:g} events/s")
+        results["latency_heavy"] = phases.latency(
+            ctx, "latency-heavy", s.heavy_cohorts, s.heavy_rate, s.heavy_seconds
+        )
+    if "step" in chosen:
+        _say("step: light, ~10x the budget, light")
+        results["step"] = phases.step(ctx)
     if "cohort_scaling" in chosen:
         _say(f"cohort scaling, {ctx.sizes.scaling_cohorts} distinct cohorts")
         results["cohort_scaling"] = phases.cohort_scaling(ctx)

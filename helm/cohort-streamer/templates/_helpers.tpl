@@ -71,21 +71,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 
 {{/*
-Per-replica rate budget: floor(rateBudget.requestsPerMinute / replicaCount). With replicaCount 0
-(stopped for a replay) the config is still rendered as for one replica.
-*/}}
-{{- define "cohort-streamer.ratePerReplica" -}}
-{{- $total := int .Values.rateBudget.requestsPerMinute }}
-{{- $replicas := max 1 (int .Values.replicaCount) }}
-{{- if lt $total $replicas }}
-{{- fail (printf "rateBudget.requestsPerMinute (%d) is below replicaCount (%d): every replica needs at least 1 request per minute" $total $replicas) }}
-{{- end }}
-{{- div $total $replicas }}
-{{- end }}
-
-{{/*
-streamer.yaml: values.config, plus what the chart owns (server.* from port, the per-replica rate
-budget) and only one of moengage.base_url / moengage.data_center.
+streamer.yaml: values.config, plus what the chart owns (server.* from port, the workspace's rate
+budget) and only one of moengage.base_url / moengage.data_center. Every pod gets the whole
+budget: the members of the consumer group divide it among themselves, so the replica count is
+not part of the config and scaling never rolls the pods.
 */}}
 {{- define "cohort-streamer.config" -}}
 {{- $config := deepCopy .Values.config }}
@@ -95,7 +84,7 @@ budget) and only one of moengage.base_url / moengage.data_center.
 {{- else }}
 {{- $_ := unset $moengage "base_url" }}
 {{- end }}
-{{- $_ := set $moengage "rate_limit_per_minute" (int (include "cohort-streamer.ratePerReplica" .)) }}
+{{- $_ := set $moengage "rate_limit_per_minute" (int .Values.rateBudget.requestsPerMinute) }}
 {{- $_ := set $config "moengage" $moengage }}
 {{- $_ := set $config "server" (dict "host" "0.0.0.0" "port" (int .Values.port)) }}
 {{- toYaml $config }}
