@@ -129,6 +129,22 @@ class Metrics:
             "Current requests-per-minute budget after 429 back-off (AIMD)",
             registry=r,
         )
+        self.budget_share = Gauge(
+            f"{p}_budget_share_per_minute",
+            "This replica's share of the workspace budget per window, after 429 back-off",
+            registry=r,
+        )
+        self.budget_group_members = Gauge(
+            f"{p}_budget_group_members",
+            "Members of the consumer group sharing the workspace budget, as this replica last "
+            "saw them",
+            registry=r,
+        )
+        self.budget_poll_failures = Counter(
+            f"{p}_budget_poll_failures",
+            "Failed reads of the consumer group's members and lag (the last share is kept)",
+            registry=r,
+        )
         self.buffered_events = Gauge(
             f"{p}_buffered_events", "Events held in memory, not yet acknowledged", registry=r
         )

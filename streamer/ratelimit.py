@@ -76,6 +76,14 @@ class RateLimiter:
         self._expiries.append(self._clock() + self.window)
         self._changed.set()
 
+    def set_share(self, per_window: int) -> None:
+        """This replica's share of the group's budget (groupshare.py) becomes the log's limit;
+        a 429 back-off in progress keeps its proportion of the new share."""
+        self._recover()
+        self._limit = self._limit * per_window / self.budget
+        self.budget = per_window
+        self._changed.set()
+
     def on_rate_limited(self, retry_after: float) -> None:
         """A 429: halve the budget and hold every send until Retry-After has passed."""
         self._recover()
