@@ -17,6 +17,7 @@ def show_pipeline(metrics: Metrics, pipeline: Pipeline, limiter: RateLimiter) ->
     m.cohorts_tracked.set(len(p.cohorts))
     m.assigned_partitions.set(len(p.tracker.assigned()))
     m.rate_limit.set(limiter.limit)
+    m.budget_share.set(limiter.limit)
 
 
 async def show_lag(metrics: Metrics, pipeline: Pipeline, source: KafkaSource) -> None:

@@ -183,9 +183,8 @@ class GroupShare:
             self._delay.offer(min(self._delay.effective(now), even), now)
 
     def apply(self) -> None:
-        """Hand the effective share to the limiter (and the gauge)."""
+        """Hand the effective share to the limiter (its gauge is sampled with the limiter's)."""
         self._limiter.set_share(self._delay.effective(self._clock()))
-        self._metrics.budget_share.set(self._limiter.limit)
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)

@@ -145,8 +145,8 @@ class Member:
         self.poller = GroupShare(budget, group.read, member_id, self.limiter, self.metrics, clock)
 
     @property
-    def share(self) -> float | None:
-        return self.metrics.registry.get_sample_value("cohort_streamer_budget_share_per_minute")
+    def share(self) -> int:
+        return self.limiter.limit
 
     @property
     def failed_polls(self) -> float | None:
