@@ -39,6 +39,8 @@ from streamer.dlq import DeadLetterWriter
 from streamer.gate import ApiGate
 from streamer.gauges import show_budget, show_demand, show_lag, show_pipeline
 from streamer.gctune import tune_gc
+from streamer.groupshare import GroupShare
+from streamer.groupview import GroupReader
 from streamer.health import HealthServer, listen
 from streamer.heap import Trimmer, held_bytes, release_heap
 from streamer.kafkacheck import check_kafka_clients
@@ -80,6 +82,14 @@ class Streamer:
         sender = Sender(mo, self.client, self.limiter, self.dlq, self.metrics, self.gate)
         self.pipeline = Pipeline(settings, sender, self.limiter, self.dlq, self.metrics)
         self.source = KafkaSource(settings.kafka, settings.deadlines.revoke_flush_seconds)
+        # the budget is the group's: this replica's share follows the group's load (from Kafka)
+        self.group_share = GroupShare(
+            mo.rate_limit_per_minute,
+            GroupReader(settings.kafka).read,
+            self.source.member_id,
+            self.limiter,
+            self.metrics,
+        )
         tracker = self.pipeline.tracker
         self.committer = Committer(
             self.source,
@@ -109,6 +119,7 @@ class Streamer:
             background = [
                 asyncio.create_task(self.pipeline.dispatch_forever(), name="dispatcher"),
                 asyncio.create_task(self._housekeeping_forever(), name="housekeeping"),
+                asyncio.create_task(self.group_share.run_forever(), name="group-share"),
             ]
             await self._consume_until(stop)
             await self._shutdown()
@@ -117,6 +128,7 @@ class Streamer:
             await asyncio.gather(*background, return_exceptions=True)
         finally:
             self.metrics.up.set(0)
+            self.group_share.close()
             await self.client.stop()
             await self.health.stop()
 

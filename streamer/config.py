@@ -156,6 +156,12 @@ class KafkaConfig(_Section):
         return value
 
 
+def connection_settings(kafka: KafkaConfig) -> dict[str, str | int | float | bool]:
+    """The connection settings of kafka.consumer (TLS, SASL) that every other client of the
+    same cluster needs too (admin clients, the replay's reader)."""
+    return {k: v for k, v in kafka.consumer.items() if k.startswith(("security.", "sasl.", "ssl."))}
+
+
 class MoEngageConfig(_Section):
     base_url: str | None = None
     data_center: Literal["01", "02", "03", "04", "05", "06", "101"] | None = None

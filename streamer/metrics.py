@@ -236,6 +236,11 @@ class Metrics:
             "Members sharing the workspace budget, as this replica sees them",
             registry=r,
         )
+        self.budget_poll_failures = Counter(
+            f"{p}_budget_poll_failures",
+            "Failed reads of the consumer group's members and lag (the last share is kept)",
+            registry=r,
+        )
 
     def _create_label_sets(self) -> None:
         """Create every bounded label set up front so series exist (as 0) before the first event."""

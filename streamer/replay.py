@@ -21,7 +21,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from streamer.config import ConfigError, KafkaConfig, load_settings
+from streamer.config import ConfigError, KafkaConfig, connection_settings, load_settings
 
 EXIT_REFUSED = 4
 TIMEOUT_SECONDS = 30
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _admin(kafka: KafkaConfig) -> AdminClient:
-    return AdminClient({"bootstrap.servers": kafka.bootstrap_servers, **_security(kafka)})
+    return AdminClient({"bootstrap.servers": kafka.bootstrap_servers, **connection_settings(kafka)})
 
 
 def live_members(kafka: KafkaConfig) -> int:
@@ -105,7 +105,7 @@ def make_plan(
     at_ms: int | None,
 ) -> list[PlannedReset]:
     settings = {"bootstrap.servers": kafka.bootstrap_servers, "group.id": kafka.group_id}
-    consumer = Consumer({**settings, **_security(kafka)})  # never subscribes: reads only
+    consumer = Consumer({**settings, **connection_settings(kafka)})  # never subscribes: reads only
     try:
         metadata = consumer.list_topics(timeout=TIMEOUT_SECONDS)
         tps: list[TopicPartition] = []
@@ -172,11 +172,6 @@ def apply_plan(kafka: KafkaConfig, plan: list[PlannedReset]) -> None:
     futures = admin.alter_consumer_group_offsets(request, request_timeout=TIMEOUT_SECONDS)
     for future in futures.values():
         future.result(timeout=TIMEOUT_SECONDS)
-
-
-def _security(kafka: KafkaConfig) -> dict[str, str | int | float | bool]:
-    """The connection settings of kafka.consumer (TLS, SASL) that admin calls need too."""
-    return {k: v for k, v in kafka.consumer.items() if k.startswith(("security.", "sasl.", "ssl."))}
 
 
 def _parse_partitions(text: str | None) -> set[int] | None:

@@ -317,6 +317,21 @@ class KafkaSource:
 
         return await self._call(ask)
 
+    async def member_id(self) -> str | None:
+        """This consumer's member id in the group; None before it joined or once closed.
+        (On the consumer thread, like every call on the Consumer.)"""
+        if self._consumer is None:
+            return None
+        consumer = self._consumer
+
+        def read() -> str | None:
+            try:
+                return consumer.memberid() or None
+            except (KafkaException, RuntimeError):  # RuntimeError: closed meanwhile
+                return None
+
+        return await self._call(read)
+
     async def close(self) -> None:
         """Leave the group (runs the revoke callback), then stop the thread."""
         if self._consumer is not None:

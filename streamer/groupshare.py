@@ -1,0 +1,190 @@
+"""One API budget for the whole consumer group: each member derives its share from Kafka.
+
+`moengage.rate_limit_per_minute` is the workspace's budget. Every member reads the same facts
+from Kafka every POLL_INTERVAL_SECONDS (groupview.py: the members, what each owns, each one's
+lag) and applies the same pure rule (`shares`), so the members agree on a split without talking
+to each other, and the budget follows the load: a member with a backlog gets what idle ones do
+not need. The limiter paces at share/window, so when the members' shares sum to at most the
+budget at every instant, no window of the API holds more than the budget.
+
+Why Kafka and not Redis: Kafka already runs beside every deployment, and the group coordinator
+already knows who is a member and what each owns. An exact shared limiter in Redis would be one
+more stateful service to run, secure and watch (and one more failure: Redis down), while rates
+that sum to the budget need no exact shared counter.
+
+Failure modes and their cost:
+- an admin call fails or times out: the last share is kept for STALE_SECONDS, then lowered to
+  budget / members last seen (never raised); logged once while failing, counted in a metric.
+- this member not in the description yet (it just joined, or a rebalance it has not learned
+  of): the floor until it appears; the RESERVE absorbs it meanwhile.
+- a dead member stays listed until its session times out: its share stays reserved (correct:
+  it may still be sending); the survivors take it up to session.timeout.ms + RAISE_AFTER later.
+- members poll at different moments: a lower share applies at once, a higher one only after
+  it held for RAISE_AFTER_SECONDS, longer than a poll plus its latency, so every other member
+  has lowered its own share before this one rises.
+- lag is read from committed offsets, stale by the commit interval: a backlog is seen up to
+  that much late (plus a poll), and a drained one keeps its weight that much longer.
+A member alone in the group takes the whole budget at once: there is no other member to wait
+for, and a member joining gets partitions only in a rebalance this one sees at its next poll
+(meanwhile the joiner sends at its floor: at most floor x poll / window requests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from streamer.groupview import GroupView
+from streamer.metrics import Metrics
+from streamer.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+# about one full body of changes: below it a member counts as light, so at light load the
+# budget splits evenly and an idle member is not starved when its next events arrive
+LIGHT_LAG_EVENTS = 1_000
+RESERVE_FRACTION = 0.02  # kept unallocated for a member the others have not learned of yet
+FLOOR_FRACTION = 0.02  # every member's minimum, so it can always start sending
+POLL_INTERVAL_SECONDS = 2.0
+# longer than a poll plus its latency: every other member has polled (and lowered) by then
+RAISE_AFTER_SECONDS = 5.0
+STALE_SECONDS = 30.0  # how long the last share outlives the last successful read
+TICK_SECONDS = 0.5  # how often a pending raise is checked between reads
+
+
+def reserve_of(budget: int) -> int:
+    return max(1, math.floor(budget * RESERVE_FRACTION))
+
+
+def floor_of(budget: int) -> int:
+    return max(1, math.floor(budget * FLOOR_FRACTION))
+
+
+def shares(budget: int, lags: Mapping[str, int | None]) -> dict[str, int]:
+    """Each member's requests per window, from its lag (None: it owns no partition).
+
+    Alone, a member gets the whole budget. Otherwise every member gets the floor, RESERVE stays
+    unallocated, and the rest goes to the members that own partitions in proportion to
+    max(lag, LIGHT_LAG_EVENTS); a member without partitions gets the floor only (it has nothing
+    to send; the floor covers the partitions it may get before the others' next poll).
+    The shares sum to at most budget - reserve whenever budget >= reserve + members x floor
+    (a smaller budget cannot give each member one request per window).
+    """
+    if len(lags) == 1:
+        return dict.fromkeys(lags, budget)
+    floor = floor_of(budget)
+    spare = max(0, budget - reserve_of(budget) - floor * len(lags))
+    weights = {m: max(lag, LIGHT_LAG_EVENTS) for m, lag in lags.items() if lag is not None}
+    total = sum(weights.values())
+    return {m: floor + (spare * weights[m] // total if m in weights else 0) for m in lags}
+
+
+class RaiseDelay:
+    """The effective share: the lowest share offered over the last `hold` seconds.
+
+    A decrease applies at once; an increase once it has held for `hold` seconds. Kept as the
+    steps of a step function: the one in force `hold` seconds ago and every later one.
+    """
+
+    def __init__(self, initial: int, now: float, hold: float = RAISE_AFTER_SECONDS) -> None:
+        self._hold = hold
+        self._steps: deque[tuple[float, int]] = deque([(now, initial)])
+
+    def offer(self, share: int, now: float) -> None:
+        if share != self._steps[-1][1]:
+            self._steps.append((now, share))
+
+    def reset(self, share: int, now: float) -> None:
+        """Apply `share` at once, raise or not (nobody else to wait for)."""
+        self._steps = deque([(now, share)])
+
+    def effective(self, now: float) -> int:
+        steps = self._steps
+        while len(steps) > 1 and steps[1][0] <= now - self._hold:
+            steps.popleft()
+        return min(share for _, share in steps)
+
+
+class GroupShare:
+    """Polls the group off the event loop and applies this member's share to the limiter."""
+
+    def __init__(
+        self,
+        budget: int,
+        read: Callable[[], GroupView],
+        member_id: Callable[[], Awaitable[str | None]],
+        limiter: RateLimiter,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._budget = budget
+        self._read = read  # blocks: runs on this poller's own thread
+        self._member_id = member_id
+        self._limiter = limiter
+        self._metrics = metrics
+        self._clock = clock
+        now = clock()
+        # until this member sees itself in the group, it may be one the others do not know of
+        self._delay = RaiseDelay(floor_of(budget), now)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-share")
+        self._last_read = now
+        self._members_seen = 0
+        self._failing = False
+        self.apply()
+
+    async def run_forever(self) -> None:
+        next_read = self._clock()
+        while True:
+            if self._clock() >= next_read:
+                next_read = self._clock() + POLL_INTERVAL_SECONDS
+                await self.poll()
+            self.apply()
+            await asyncio.sleep(TICK_SECONDS)
+
+    async def poll(self) -> None:
+        """Read the group once and offer the share it implies (or handle the failure)."""
+        loop = asyncio.get_running_loop()
+        try:
+            me = await self._member_id()
+            view = await loop.run_in_executor(self._thread, self._read)
+        except Exception as exc:  # anything the admin client raises: a failed poll, not a crash
+            self._on_failure(exc)
+            return
+        self._on_view(me, view)
+
+    def _on_view(self, me: str | None, view: GroupView) -> None:
+        now = self._clock()
+        if self._failing:
+            log.info("group budget: reading the group works again")
+            self._failing = False
+        self._last_read = now
+        self._members_seen = len(view.lags)
+        self._metrics.budget_group_members.set(len(view.lags))
+        if me is None or me not in view.lags:
+            self._delay.offer(floor_of(self._budget), now)
+        elif len(view.lags) == 1:
+            self._delay.reset(self._budget, now)
+        else:
+            self._delay.offer(shares(self._budget, view.lags)[me], now)
+
+    def _on_failure(self, exc: Exception) -> None:
+        self._metrics.budget_poll_failures.inc()
+        if not self._failing:
+            log.warning("group budget: cannot read the group (keeping the last share): %r", exc)
+            self._failing = True
+        now = self._clock()
+        if now - self._last_read > STALE_SECONDS:
+            even = self._budget // max(1, self._members_seen)
+            self._delay.offer(min(self._delay.effective(now), even), now)
+
+    def apply(self) -> None:
+        """Hand the effective share to the limiter (its gauge is sampled with the limiter's)."""
+        self._limiter.set_share(self._delay.effective(self._clock()))
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,96 @@
+"""What the consumer group looks like from Kafka: its members and how far behind each one is.
+
+Three admin requests per read: the group's description (members and their assignments), its
+committed offsets, and the end offsets of the partitions the members own. A member's lag is the
+sum over its partitions of end minus committed (a partition never committed counts from 0, which
+overstates the lag once retention has deleted the log's start: it only weighs that member more).
+The lag is as stale as the commit interval (`kafka.commit_interval_ms`): committed offsets are
+what every member can read, and a second of staleness only delays a share by that second.
+
+Every call blocks (network round trips), so `read()` runs on a thread of its own, never on the
+event loop nor on the consumer's thread. The AdminClient is built like the replay's, with the
+consumer's security settings, once, and kept: a collected client fails its futures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+# where OffsetSpec is defined: confluent_kafka.admin re-exports it, but not to type checkers
+from confluent_kafka.admin._listoffsets import OffsetSpec
+
+from streamer.config import KafkaConfig, connection_settings
+from streamer.offsets import TopicPartition as TP
+
+# per admin request; a read makes three, so a broker that does not answer costs ~15 s at most
+ADMIN_TIMEOUT_SECONDS = 5.0
+# the end of a partition (its high watermark); confluent-kafka leaves latest() unannotated
+LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class GroupView:
+    """Each member's lag in events, by member id; None for a member without partitions."""
+
+    lags: dict[str, int | None]
+
+
+class GroupReader:
+    def __init__(self, kafka: KafkaConfig, timeout: float = ADMIN_TIMEOUT_SECONDS) -> None:
+        self._kafka = kafka
+        self._timeout = timeout
+        self._admin: AdminClient | None = None
+
+    def read(self) -> GroupView:
+        """One view of the group. Blocks; raises whatever the admin client raises."""
+        admin = self._client()
+        owned = self._assignments(admin)
+        partitions = {tp for tps in owned.values() for tp in tps}
+        committed = self._committed(admin)
+        ends = self._ends(admin, partitions)
+        lags: dict[str, int | None] = {}
+        for member, tps in owned.items():
+            behind = (max(0, ends[tp] - committed.get(tp, 0)) for tp in tps)
+            lags[member] = sum(behind) if tps else None
+        return GroupView(lags)
+
+    def _client(self) -> AdminClient:
+        if self._admin is None:
+            settings = {"bootstrap.servers": self._kafka.bootstrap_servers}
+            self._admin = AdminClient({**settings, **connection_settings(self._kafka)})
+        return self._admin
+
+    def _assignments(self, admin: AdminClient) -> dict[str, list[TP]]:
+        group = self._kafka.group_id
+        futures = admin.describe_consumer_groups([group], request_timeout=self._timeout)
+        description = futures[group].result(timeout=self._timeout)
+        return {
+            member.member_id: [
+                (tp.topic, tp.partition) for tp in member.assignment.topic_partitions
+            ]
+            for member in description.members
+        }
+
+    def _committed(self, admin: AdminClient) -> dict[TP, int]:
+        group = self._kafka.group_id
+        request = [ConsumerGroupTopicPartitions(group)]  # no partitions named: all of them
+        futures = admin.list_consumer_group_offsets(request, request_timeout=self._timeout)
+        answer = futures[group].result(timeout=self._timeout)
+        return {
+            (tp.topic, tp.partition): tp.offset
+            for tp in answer.topic_partitions or []
+            if tp.error is None and tp.offset >= 0
+        }
+
+    def _ends(self, admin: AdminClient, partitions: set[TP]) -> dict[TP, int]:
+        if not partitions:
+            return {}
+        request = {TopicPartition(t, p): LATEST for t, p in partitions}
+        futures = admin.list_offsets(request, request_timeout=self._timeout)
+        return {
+            (tp.topic, tp.partition): future.result(timeout=self._timeout).offset
+            for tp, future in futures.items()
+        }
