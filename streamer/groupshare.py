@@ -13,10 +13,13 @@ more stateful service to run, secure and watch (and one more failure: Redis down
 that sum to the budget need no exact shared counter.
 
 Failure modes and their cost:
-- an admin call fails or times out: the last share is kept for STALE_SECONDS, then lowered to
-  budget / members last seen (never raised); logged once while failing, counted in a metric.
+- an admin call fails or times out: the last share is kept for STALE_SECONDS, then becomes
+  budget / members last seen (the whole budget if the group was never read: a lone replica
+  must not sit at the floor because it may not describe its group); logged once while
+  failing, counted in a metric. If only some members fail, the group may exceed the budget by
+  their even shares: 429s follow, which pause and slow the pacing but never collapse it.
 - this member not in the description yet (it just joined, or a rebalance it has not learned
-  of): the floor until it appears; the RESERVE absorbs it meanwhile.
+  of): the floor until it appears (read every TICK_SECONDS meanwhile); the RESERVE absorbs it.
 - a dead member stays listed until its session times out: its share stays reserved (correct:
   it may still be sending); the survivors take it up to session.timeout.ms + RAISE_AFTER later.
 - members poll at different moments: a lower share applies at once, a higher one only after
@@ -134,6 +137,7 @@ class GroupShare:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="group-share")
         self._last_read = now
         self._members_seen = 0
+        self._seen_self = False  # this member has found itself in the group's description
         self._failing = False
         self.apply()
 
@@ -141,7 +145,9 @@ class GroupShare:
         next_read = self._clock()
         while True:
             if self._clock() >= next_read:
-                next_read = self._clock() + POLL_INTERVAL_SECONDS
+                # until it finds itself in the group a member sits at the floor: look again soon
+                interval = POLL_INTERVAL_SECONDS if self._seen_self else TICK_SECONDS
+                next_read = self._clock() + interval
                 await self.poll()
             self.apply()
             await asyncio.sleep(TICK_SECONDS)
@@ -164,6 +170,7 @@ class GroupShare:
             self._failing = False
         self._last_read = now
         self._members_seen = len(view.lags)
+        self._seen_self = me is not None and me in view.lags
         self._metrics.budget_group_members.set(len(view.lags))
         if me is None or me not in view.lags:
             self._delay.offer(floor_of(self._budget), now)
@@ -179,8 +186,9 @@ class GroupShare:
             self._failing = True
         now = self._clock()
         if now - self._last_read > STALE_SECONDS:
-            even = self._budget // max(1, self._members_seen)
-            self._delay.offer(min(self._delay.effective(now), even), now)
+            # an even split of the members last seen (none seen: this one alone takes the
+            # budget, as a single replica must); a raise still waits RAISE_AFTER_SECONDS
+            self._delay.offer(self._budget // max(1, self._members_seen), now)
 
     def apply(self) -> None:
         """Hand the effective share to the limiter (its gauge is sampled with the limiter's)."""

@@ -146,7 +146,7 @@ class Member:
 
     @property
     def share(self) -> int:
-        return self.limiter.limit
+        return self.limiter.share
 
     @property
     def failed_polls(self) -> float | None:
@@ -227,6 +227,19 @@ async def test_failed_reads_keep_the_share_until_stale_then_split_evenly(
     member.poller.close()
 
 
+async def test_a_member_that_never_read_the_group_takes_the_budget_once_stale() -> None:
+    clock = FakeClock()
+    group = Group({"a": 0})
+    group.failure = KafkaException(KafkaError(KafkaError.GROUP_AUTHORIZATION_FAILED))
+    member = Member(group, "a", clock)
+    await member.poll()
+    assert member.share == floor_of(300)
+    await member.poll(STALE_SECONDS + 0.1)
+    await member.poll(RAISE_AFTER_SECONDS)
+    assert member.share == 300
+    member.poller.close()
+
+
 async def test_the_poller_applies_the_share_to_the_limiter_between_reads() -> None:
     clock = FakeClock()
     member = Member(Group({"a": 0}), "a", clock, budget=120)
@@ -234,9 +247,9 @@ async def test_the_poller_applies_the_share_to_the_limiter_between_reads() -> No
     try:
         for _ in range(100):
             await asyncio.sleep(0.02)
-            if member.limiter.limit == 120:
+            if member.limiter.share == 120:
                 break
-        assert member.limiter.limit == 120
+        assert member.limiter.share == 120
     finally:
         task.cancel()
         member.poller.close()
