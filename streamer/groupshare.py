@@ -73,8 +73,12 @@ def shares(budget: int, lags: Mapping[str, int | None]) -> dict[str, int]:
 
     Alone, a member gets the whole budget. Otherwise every member gets the floor, RESERVE stays
     unallocated, and the rest goes to the members that own partitions in proportion to
-    max(lag, LIGHT_LAG_EVENTS); a member without partitions gets the floor only (it has nothing
-    to send; the floor covers the partitions it may get before the others' next poll).
+    max(lag, LIGHT_LAG_EVENTS), an idle one (lag 0) weighing nothing unless all are idle; a
+    member without partitions gets the floor only (it has nothing to send; the floor covers the
+    partitions it may get before the others' next poll). An idle member whose events start
+    sends at its floor (a burst of one, then one request per 50th of the window) until its lag
+    shows at the next poll and its share rises RAISE_AFTER_SECONDS later: ~7 s, the price of a
+    hot member getting 94% of the budget instead of sharing it with idle ones.
     The shares sum to at most budget - reserve whenever budget >= reserve + members x floor
     (a smaller budget cannot give each member one request per window).
     """
@@ -82,9 +86,18 @@ def shares(budget: int, lags: Mapping[str, int | None]) -> dict[str, int]:
         return dict.fromkeys(lags, budget)
     floor = floor_of(budget)
     spare = max(0, budget - reserve_of(budget) - floor * len(lags))
-    weights = {m: max(lag, LIGHT_LAG_EVENTS) for m, lag in lags.items() if lag is not None}
+    weights = {m: _weight(lag) for m, lag in lags.items() if lag is not None}
     total = sum(weights.values())
+    if not total:  # nobody is behind: whoever gets events first starts from an even share
+        weights = dict.fromkeys(weights, 1)
+        total = len(weights)
     return {m: floor + (spare * weights[m] // total if m in weights else 0) for m in lags}
+
+
+def _weight(lag: int) -> int:
+    """A member with no lag at all is idle (floor only: a hot member needs its share); one
+    with any lag has events flowing and weighs at least LIGHT_LAG_EVENTS."""
+    return max(lag, LIGHT_LAG_EVENTS) if lag else 0
 
 
 class RaiseDelay:

@@ -1,11 +1,12 @@
 """What the consumer group looks like from Kafka: its members and how far behind each one is.
 
-Three admin requests per read: the group's description (members and their assignments), its
-committed offsets, and the end offsets of the partitions the members own. A member's lag is the
-sum over its partitions of end minus committed (a partition never committed counts from 0, which
-overstates the lag once retention has deleted the log's start: it only weighs that member more).
-The lag is as stale as the commit interval (`kafka.commit_interval_ms`): committed offsets are
-what every member can read, and a second of staleness only delays a share by that second.
+Three admin requests per read (a fourth while some partition was never committed): the group's
+description (members and their assignments), its committed offsets, and the end offsets of the
+partitions the members own. A member's lag is the sum over its partitions of end minus
+committed (a partition never committed counts from its earliest offset: what retention left,
+where a new group starts reading). The lag is as stale as the commit interval
+(`kafka.commit_interval_ms`): committed offsets are what every member can read, and a second of
+staleness only delays a share by that second.
 
 Every call blocks (network round trips), so `read()` runs on a thread of its own, never on the
 event loop nor on the consumer's thread. The AdminClient is built like the replay's, with the
@@ -27,8 +28,9 @@ from streamer.offsets import TopicPartition as TP
 
 # per admin request; a read makes three, so a broker that does not answer costs ~15 s at most
 ADMIN_TIMEOUT_SECONDS = 5.0
-# the end of a partition (its high watermark); confluent-kafka leaves latest() unannotated
+# the end and the start of a partition; confluent-kafka leaves these unannotated
 LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)
@@ -50,10 +52,11 @@ class GroupReader:
         owned = self._assignments(admin)
         partitions = {tp for tps in owned.values() for tp in tps}
         committed = self._committed(admin)
-        ends = self._ends(admin, partitions)
+        ends = self._offsets(admin, partitions, LATEST)
+        starts = {**self._offsets(admin, partitions - committed.keys(), EARLIEST), **committed}
         lags: dict[str, int | None] = {}
         for member, tps in owned.items():
-            behind = (max(0, ends[tp] - committed.get(tp, 0)) for tp in tps)
+            behind = (max(0, ends[tp] - starts[tp]) for tp in tps)
             lags[member] = sum(behind) if tps else None
         return GroupView(lags)
 
@@ -85,10 +88,10 @@ class GroupReader:
             if tp.error is None and tp.offset >= 0
         }
 
-    def _ends(self, admin: AdminClient, partitions: set[TP]) -> dict[TP, int]:
+    def _offsets(self, admin: AdminClient, partitions: set[TP], spec: OffsetSpec) -> dict[TP, int]:
         if not partitions:
             return {}
-        request = {TopicPartition(t, p): LATEST for t, p in partitions}
+        request = {TopicPartition(t, p): spec for t, p in partitions}
         futures = admin.list_offsets(request, request_timeout=self._timeout)
         return {
             (tp.topic, tp.partition): future.result(timeout=self._timeout).offset

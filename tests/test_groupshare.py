@@ -61,16 +61,31 @@ def test_a_member_without_partitions_gets_the_floor_only(
     assert all(split[m] == floor_of(budget) for m, behind in lags.items() if behind is None)
 
 
-@given(budgets, st.lists(st.integers(0, LIGHT_LAG_EVENTS), min_size=2, max_size=40))
+@given(budgets, st.lists(st.integers(1, LIGHT_LAG_EVENTS), min_size=2, max_size=40))
 def test_at_light_load_the_budget_splits_evenly(budget: int, light: list[int]) -> None:
     split = shares(budget, {f"m{i}": behind for i, behind in enumerate(light)})
     assert len(set(split.values())) == 1
 
 
-def test_a_hot_member_gets_nearly_all_the_budget_and_idle_ones_stay_ready() -> None:
-    split = shares(300, {"hot": 200_000, "idle-1": 0, "idle-2": 0})
-    assert split["hot"] >= 0.92 * 300  # all but the reserve and two floors (and a bit)
-    assert split["idle-1"] == split["idle-2"] > floor_of(300)
+@given(budgets, st.integers(2, 40))
+def test_when_every_member_is_idle_the_budget_splits_evenly(budget: int, members: int) -> None:
+    split = shares(budget, {f"m{i}": 0 for i in range(members)})
+    assert len(set(split.values())) == 1
+    if budget >= reserve_of(budget) + floor_of(budget) * members + members:
+        assert next(iter(split.values())) > floor_of(budget)
+
+
+@pytest.mark.parametrize("hot_lag", [1, 999, 5_000, 200_000])
+def test_a_hot_member_gets_all_but_the_floors_of_idle_ones(hot_lag: int) -> None:
+    split = shares(300, {"hot": hot_lag, "idle-1": 0, "idle-2": 0})
+    assert split["idle-1"] == split["idle-2"] == floor_of(300)
+    assert split["hot"] == 300 - reserve_of(300) - 2 * floor_of(300)
+
+
+def test_light_members_keep_a_fair_share_beside_a_hot_one() -> None:
+    split = shares(300, {"hot": 9_000, "light-1": 40, "light-2": 700})
+    assert split["light-1"] == split["light-2"] > floor_of(300) + 20
+    assert split["hot"] > 200
     assert sum(split.values()) <= 300 - reserve_of(300)
 
 

@@ -1,0 +1,62 @@
+"""GroupReader on the real broker: each member's lag, from what every member can read in Kafka."""
+
+from __future__ import annotations
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from streamer.config import KafkaConfig
+from streamer.groupview import GroupReader
+from tests.fixtures.kafka import MakeTopic
+from tests.fixtures.observe import wait_for
+
+PER_PARTITION = 10
+
+
+def _fill(bootstrap: str, topic: str, partitions: int) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for partition in range(partitions):
+        for n in range(PER_PARTITION):
+            producer.produce(topic, b"x", str(n).encode(), partition=partition)
+    assert producer.flush(30) == 0
+
+
+def _member(bootstrap: str, group: str, topic: str) -> Consumer:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    wait_for(lambda: consumer.poll(0.2) is not None or bool(consumer.assignment()), 30, "join")
+    return consumer
+
+
+def test_each_member_lags_by_end_minus_committed_or_minus_the_earliest_offset(
+    kafka_bootstrap: str, make_topic: MakeTopic, unique_group: str
+) -> None:
+    topic = make_topic(3, "view")
+    _fill(kafka_bootstrap, topic, 3)
+    # retention (here: delete_records) has removed the first 6 records of partition 2
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    for future in admin.delete_records([TopicPartition(topic, 2, 6)]).values():
+        future.result(timeout=20)
+    consumer = _member(kafka_bootstrap, unique_group, topic)
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
+        kafka = KafkaConfig(
+            bootstrap_servers=kafka_bootstrap, group_id=unique_group, dlq_topic="dlq"
+        )
+        view = GroupReader(kafka).read()
+        # partition 0: 10 - 4 committed; 1: never committed, from 0; 2: from its earliest, 6
+        assert view.lags == {consumer.memberid(): (10 - 4) + (10 - 0) + (10 - 6)}
+    finally:
+        consumer.close()
+
+
+def test_a_group_without_members_reads_as_empty(kafka_bootstrap: str, unique_group: str) -> None:
+    kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, group_id=unique_group, dlq_topic="dlq")
+    assert GroupReader(kafka).read().lags == {}
