@@ -39,7 +39,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 
 from streamer.groupview import GroupView
@@ -58,6 +58,8 @@ POLL_INTERVAL_SECONDS = 2.0
 RAISE_AFTER_SECONDS = 5.0
 STALE_SECONDS = 30.0  # how long the last share outlives the last successful read
 TICK_SECONDS = 0.5  # how often a pending raise is checked between reads
+# a read slower than this may be older than the others' lowering: it may lower, never raise
+FRESH_READ_SECONDS = RAISE_AFTER_SECONDS - POLL_INTERVAL_SECONDS
 
 
 def reserve_of(budget: int) -> int:
@@ -68,7 +70,9 @@ def floor_of(budget: int) -> int:
     return max(1, math.floor(budget * FLOOR_FRACTION))
 
 
-def shares(budget: int, lags: Mapping[str, int | None]) -> dict[str, int]:
+def shares(
+    budget: int, lags: Mapping[str, int | None], flowing: Set[str] = frozenset()
+) -> dict[str, int]:
     """Each member's requests per window, from its lag (None: it owns no partition).
 
     Alone, a member gets the whole budget. Otherwise every member gets the floor, RESERVE stays
@@ -86,7 +90,7 @@ def shares(budget: int, lags: Mapping[str, int | None]) -> dict[str, int]:
         return dict.fromkeys(lags, budget)
     floor = floor_of(budget)
     spare = max(0, budget - reserve_of(budget) - floor * len(lags))
-    weights = {m: _weight(lag) for m, lag in lags.items() if lag is not None}
+    weights = {m: _weight(lag, m in flowing) for m, lag in lags.items() if lag is not None}
     total = sum(weights.values())
     if not total:  # nobody is behind: whoever gets events first starts from an even share
         weights = dict.fromkeys(weights, 1)
@@ -94,10 +98,11 @@ def shares(budget: int, lags: Mapping[str, int | None]) -> dict[str, int]:
     return {m: floor + (spare * weights[m] // total if m in weights else 0) for m in lags}
 
 
-def _weight(lag: int) -> int:
-    """A member with no lag at all is idle (floor only: a hot member needs its share); one
-    with any lag has events flowing and weighs at least LIGHT_LAG_EVENTS."""
-    return max(lag, LIGHT_LAG_EVENTS) if lag else 0
+def _weight(lag: int, flowing: bool) -> int:
+    """A member with no lag and no events of late is idle (floor only: a hot member needs its
+    share); one with lag, or whose partitions received events lately (its lag reads 0 between
+    two commits), weighs at least LIGHT_LAG_EVENTS."""
+    return max(lag, LIGHT_LAG_EVENTS) if lag or flowing else 0
 
 
 class RaiseDelay:
@@ -157,26 +162,31 @@ class GroupShare:
     async def run_forever(self) -> None:
         next_read = self._clock()
         while True:
-            if self._clock() >= next_read:
-                # until it finds itself in the group a member sits at the floor: look again soon
-                interval = POLL_INTERVAL_SECONDS if self._seen_self else TICK_SECONDS
-                next_read = self._clock() + interval
-                await self.poll()
-            self.apply()
+            try:
+                if self._clock() >= next_read:
+                    # until it finds itself in the group a member sits at the floor: look soon
+                    interval = POLL_INTERVAL_SECONDS if self._seen_self else TICK_SECONDS
+                    next_read = self._clock() + interval
+                    await self.poll()
+                self.apply()
+            except Exception:  # a bug: logged, and the share held meanwhile is kept
+                log.exception("group budget: poll failed; trying again")
             await asyncio.sleep(TICK_SECONDS)
 
     async def poll(self) -> None:
         """Read the group once and offer the share it implies (or handle the failure)."""
         loop = asyncio.get_running_loop()
+        started = self._clock()
         try:
             me = await self._member_id()
             view = await loop.run_in_executor(self._thread, self._read)
         except Exception as exc:  # anything the admin client raises: a failed poll, not a crash
             self._on_failure(exc)
             return
-        self._on_view(me, view)
+        if view.stable:  # while it rebalances, the shares of the last stable view hold
+            self._on_view(me, view, fresh=self._clock() - started <= FRESH_READ_SECONDS)
 
-    def _on_view(self, me: str | None, view: GroupView) -> None:
+    def _on_view(self, me: str | None, view: GroupView, fresh: bool) -> None:
         now = self._clock()
         if self._failing:
             log.info("group budget: reading the group works again")
@@ -186,11 +196,17 @@ class GroupShare:
         self._seen_self = me is not None and me in view.lags
         self._metrics.budget_group_members.set(len(view.lags))
         if me is None or me not in view.lags:
-            self._delay.offer(floor_of(self._budget), now)
+            share = floor_of(self._budget)
         elif len(view.lags) == 1:
-            self._delay.reset(self._budget, now)
+            share = self._budget
         else:
-            self._delay.offer(shares(self._budget, view.lags)[me], now)
+            share = shares(self._budget, view.lags, view.flowing)[me]
+        if not fresh:
+            self._delay.offer(min(share, self._delay.effective(now)), now)
+        elif len(view.lags) == 1 and share == self._budget:
+            self._delay.reset(share, now)  # alone: nobody else to wait for
+        else:
+            self._delay.offer(share, now)
 
     def _on_failure(self, exc: Exception) -> None:
         self._metrics.budget_poll_failures.inc()

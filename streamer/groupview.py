@@ -15,9 +15,12 @@ consumer's security settings, once, and kept: a collected client fails its futur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 # where OffsetSpec is defined: confluent_kafka.admin re-exports it, but not to type checkers
@@ -25,9 +28,13 @@ from confluent_kafka.admin._listoffsets import OffsetSpec
 
 from streamer.config import KafkaConfig, connection_settings
 from streamer.offsets import TopicPartition as TP
+from streamer.source import RDKAFKA_LOG
 
-# per admin request; a read makes three, so a broker that does not answer costs ~15 s at most
-ADMIN_TIMEOUT_SECONDS = 5.0
+# per admin request; a read makes up to four, so a broker that does not answer costs ~8 s
+ADMIN_TIMEOUT_SECONDS = 2.0
+# a member whose partitions' end offsets moved this recently has events flowing, even when its
+# committed lag reads 0 between two commits
+FLOWING_FOR_SECONDS = 30.0
 # the end and the start of a partition; confluent-kafka leaves these unannotated
 LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
@@ -35,41 +42,70 @@ EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
 @dataclass(frozen=True)
 class GroupView:
-    """Each member's lag in events, by member id; None for a member without partitions."""
+    """Each member's lag in events, by member id (None: it owns no partition); the members
+    whose partitions received events in the last FLOWING_FOR_SECONDS; and whether the group
+    was stable (while it rebalances, the coordinator lists members without their partitions)."""
 
     lags: dict[str, int | None]
+    flowing: frozenset[str] = field(default_factory=frozenset)
+    stable: bool = True
 
 
 class GroupReader:
-    def __init__(self, kafka: KafkaConfig, timeout: float = ADMIN_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        timeout: float = ADMIN_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._kafka = kafka
         self._timeout = timeout
+        self._clock = clock
         self._admin: AdminClient | None = None
+        self._ends: dict[TP, int] = {}  # each partition's end offset at the last read
+        self._moved_at: dict[TP, float] = {}  # when it was last seen to move
 
     def read(self) -> GroupView:
         """One view of the group. Blocks; raises whatever the admin client raises."""
         admin = self._client()
         owned = self._assignments(admin)
+        if owned is None:
+            return GroupView({}, stable=False)
         partitions = {tp for tps in owned.values() for tp in tps}
         committed = self._committed(admin)
         ends = self._offsets(admin, partitions, LATEST)
         starts = {**self._offsets(admin, partitions - committed.keys(), EARLIEST), **committed}
+        moved = self._moved(ends)
         lags: dict[str, int | None] = {}
         for member, tps in owned.items():
             behind = (max(0, ends[tp] - starts[tp]) for tp in tps)
             lags[member] = sum(behind) if tps else None
-        return GroupView(lags)
+        flowing = frozenset(m for m, tps in owned.items() if moved & set(tps))
+        return GroupView(lags, flowing)
+
+    def _moved(self, ends: dict[TP, int]) -> set[TP]:
+        """The partitions whose end moved within FLOWING_FOR_SECONDS (first sight: not yet)."""
+        now = self._clock()
+        for tp, end in ends.items():
+            if tp in self._ends and self._ends[tp] != end:
+                self._moved_at[tp] = now
+        self._ends.update(ends)
+        return {tp for tp, at in self._moved_at.items() if now - at <= FLOWING_FOR_SECONDS}
 
     def _client(self) -> AdminClient:
         if self._admin is None:
-            settings = {"bootstrap.servers": self._kafka.bootstrap_servers}
+            settings: dict[str, Any] = {"bootstrap.servers": self._kafka.bootstrap_servers}
+            settings["logger"] = RDKAFKA_LOG  # through Python logging, not raw to stderr
             self._admin = AdminClient({**settings, **connection_settings(self._kafka)})
         return self._admin
 
-    def _assignments(self, admin: AdminClient) -> dict[str, list[TP]]:
+    def _assignments(self, admin: AdminClient) -> dict[str, list[TP]] | None:
+        """Each member's partitions; None while the group is not stable (rebalancing)."""
         group = self._kafka.group_id
         futures = admin.describe_consumer_groups([group], request_timeout=self._timeout)
         description = futures[group].result(timeout=self._timeout)
+        if description.members and description.state != ConsumerGroupState.STABLE:
+            return None
         return {
             member.member_id: [
                 (tp.topic, tp.partition) for tp in member.assignment.topic_partitions

@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streamer.groupshare import (
+    FRESH_READ_SECONDS,
     LIGHT_LAG_EVENTS,
+    POLL_INTERVAL_SECONDS,
     RAISE_AFTER_SECONDS,
     STALE_SECONDS,
     GroupShare,
@@ -137,14 +139,20 @@ class FakeClock:
 class Group:
     """A stand-in for the Kafka read: answers the view it holds, or raises `failure`."""
 
-    def __init__(self, lags: dict[str, int | None]) -> None:
+    def __init__(self, lags: dict[str, int | None], clock: FakeClock | None = None) -> None:
         self.lags = lags
+        self.flowing: frozenset[str] = frozenset()
+        self.stable = True
         self.failure: Exception | None = None
+        self.clock = clock
+        self.takes = 0.0  # seconds a read takes (on the fake clock)
 
     def read(self) -> GroupView:
+        if self.clock is not None:
+            self.clock.now += self.takes
         if self.failure is not None:
             raise self.failure
-        return GroupView(dict(self.lags))
+        return GroupView(dict(self.lags), self.flowing, self.stable)
 
 
 class Member:
@@ -268,3 +276,84 @@ async def test_the_poller_applies_the_share_to_the_limiter_between_reads() -> No
     finally:
         task.cancel()
         member.poller.close()
+
+
+def test_a_member_with_events_flowing_keeps_a_light_share_when_its_lag_reads_zero() -> None:
+    split = shares(300, {"hot": 50_000, "light": 0, "idle": 0}, flowing={"light"})
+    assert split["idle"] == floor_of(300) < split["light"]
+    assert split["light"] > 0.02 * 300 + 4  # the weight of LIGHT_LAG_EVENTS, not the floor
+
+
+async def test_a_light_member_whose_lag_flaps_to_zero_is_never_dropped_to_the_floor() -> None:
+    clock = FakeClock()
+    group = Group({"a": 0, "b": 300, "c": 200})
+    group.flowing = frozenset({"a", "b", "c"})
+    member = Member(group, "a", clock)
+    await member.poll()
+    await member.poll(RAISE_AFTER_SECONDS)
+    steady = member.share
+    for behind in (0, 300, 0, 0, 250, 0):  # committed lag reads 0 between two commits
+        group.lags["a"] = behind
+        await member.poll(POLL_INTERVAL_SECONDS)
+        assert member.share >= steady > floor_of(300)
+    member.poller.close()
+
+
+async def test_while_the_group_rebalances_the_last_stable_shares_hold() -> None:
+    clock = FakeClock()
+    group = Group({"a": 90_000, "b": 0, "c": 0})
+    member = Member(group, "a", clock)
+    await member.poll()
+    await member.poll(RAISE_AFTER_SECONDS)
+    held = member.share
+    assert held > 0.9 * 300
+    group.lags = {"a": None, "b": None, "c": None}  # listed without partitions mid-rebalance
+    group.stable = False
+    for _ in range(5):
+        await member.poll(POLL_INTERVAL_SECONDS)
+        assert member.share == held
+    member.poller.close()
+
+
+async def test_a_slow_read_may_lower_the_share_but_never_raise_it() -> None:
+    clock = FakeClock()
+    group = Group({"a": 0, "b": 0, "c": 0}, clock)
+    member = Member(group, "a", clock)
+    await member.poll()
+    await member.poll(RAISE_AFTER_SECONDS)
+    even = member.share
+    group.lags["a"] = 500_000
+    group.takes = FRESH_READ_SECONDS + 0.5  # older than the others' lowering may be
+    for _ in range(4):
+        await member.poll(RAISE_AFTER_SECONDS)
+        assert member.share == even
+    group.lags["b"] = 9_000_000
+    await member.poll()
+    assert member.share < even  # a lower share from a slow read still applies
+    member.poller.close()
+
+
+async def test_a_bug_in_a_poll_is_logged_and_the_poller_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    member = Member(Group({"a": 0}), "a", clock, budget=120)
+    calls = 0
+
+    async def broken() -> None:
+        nonlocal calls
+        calls += 1
+        raise AssertionError("a bug")
+
+    member.poller.poll = broken  # type: ignore[method-assign]
+    task = asyncio.create_task(member.poller.run_forever())
+    with caplog.at_level(logging.ERROR, logger="streamer.groupshare"):
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            clock.now += 1.0
+            if calls >= 2:
+                break
+    task.cancel()
+    member.poller.close()
+    assert calls >= 2
+    assert any("poll failed" in r.message for r in caplog.records)

@@ -50,9 +50,14 @@ def test_each_member_lags_by_end_minus_committed_or_minus_the_earliest_offset(
         kafka = KafkaConfig(
             bootstrap_servers=kafka_bootstrap, group_id=unique_group, dlq_topic="dlq"
         )
-        view = GroupReader(kafka).read()
+        reader = GroupReader(kafka)
+        view = reader.read()
         # partition 0: 10 - 4 committed; 1: never committed, from 0; 2: from its earliest, 6
         assert view.lags == {consumer.memberid(): (10 - 4) + (10 - 0) + (10 - 6)}
+        assert view.stable and not view.flowing  # first sight: not known to move yet
+        assert not reader.read().flowing  # nothing produced since
+        _fill(kafka_bootstrap, topic, 1)  # events arrive on partition 0
+        assert reader.read().flowing == {consumer.memberid()}
     finally:
         consumer.close()
 
