@@ -39,7 +39,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Set
+from collections.abc import Callable, Mapping, Set
 from concurrent.futures import ThreadPoolExecutor
 
 from streamer.groupview import GroupView
@@ -53,9 +53,9 @@ log = logging.getLogger(__name__)
 LIGHT_LAG_EVENTS = 1_000
 RESERVE_FRACTION = 0.02  # kept unallocated for a member the others have not learned of yet
 FLOOR_FRACTION = 0.02  # every member's minimum, so it can always start sending
-POLL_INTERVAL_SECONDS = 2.0
+POLL_INTERVAL_SECONDS = 1.0
 # longer than a poll plus its latency: every other member has polled (and lowered) by then
-RAISE_AFTER_SECONDS = 5.0
+RAISE_AFTER_SECONDS = 2.5
 STALE_SECONDS = 30.0  # how long the last share outlives the last successful read
 TICK_SECONDS = 0.5  # how often a pending raise is checked between reads
 # a read slower than this may be older than the others' lowering: it may lower, never raise
@@ -81,7 +81,7 @@ def shares(
     member without partitions gets the floor only (it has nothing to send; the floor covers the
     partitions it may get before the others' next poll). An idle member whose events start
     sends at its floor (a burst of one, then one request per 50th of the window) until its lag
-    shows at the next poll and its share rises RAISE_AFTER_SECONDS later: ~7 s, the price of a
+    shows at the next poll and its share rises RAISE_AFTER_SECONDS later: ~4 s, the price of a
     hot member getting 94% of the budget instead of sharing it with idle ones.
     The shares sum to at most budget - reserve whenever budget >= reserve + members x floor
     (a smaller budget cannot give each member one request per window).
@@ -138,7 +138,7 @@ class GroupShare:
         self,
         budget: int,
         read: Callable[[], GroupView],
-        member_id: Callable[[], Awaitable[str | None]],
+        member_id: Callable[[], str | None],
         limiter: RateLimiter,
         metrics: Metrics,
         clock: Callable[[], float] = time.monotonic,
@@ -178,7 +178,7 @@ class GroupShare:
         loop = asyncio.get_running_loop()
         started = self._clock()
         try:
-            me = await self._member_id()
+            me = self._member_id()
             view = await loop.run_in_executor(self._thread, self._read)
         except Exception as exc:  # anything the admin client raises: a failed poll, not a crash
             self._on_failure(exc)

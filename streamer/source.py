@@ -11,6 +11,7 @@ nothing: what happens on a rebalance, and when offsets are committed, is the Reb
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -152,6 +153,7 @@ class KafkaSource:
         self._revoke_deadline = revoke_deadline_seconds
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kafka-consumer")
         self._consumer: Consumer | None = None
+        self._member_id: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.reachable = True
         self.assignment_received = False
@@ -317,20 +319,12 @@ class KafkaSource:
 
         return await self._call(ask)
 
-    async def member_id(self) -> str | None:
-        """This consumer's member id in the group; None before it joined or once closed.
-        (On the consumer thread, like every call on the Consumer.)"""
-        if self._consumer is None:
-            return None
-        consumer = self._consumer
-
-        def read() -> str | None:
-            try:
-                return consumer.memberid() or None
-            except (KafkaException, RuntimeError):  # RuntimeError: closed meanwhile
-                return None
-
-        return await self._call(read)
+    def member_id(self) -> str | None:
+        """This consumer's member id in the group, as of its last assignment; None before it
+        joined or once closed. Read when an assignment arrives, on the consumer thread: asking
+        that thread now could wait out a revoke callback, which holds it while it waits on the
+        event loop (a poller asking it would stall for the whole revoke flush)."""
+        return self._member_id if self._consumer is not None else None
 
     async def close(self) -> None:
         """Leave the group (runs the revoke callback), then stop the thread."""
@@ -349,6 +343,9 @@ class KafkaSource:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         self.assignment_received = True
+        # a rejoin after a lost session brings a new member id, and an assignment with it
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self._member_id = consumer.memberid() or None
         self._run_on_loop(self._subscribed().assigned(tps), timeout=30)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -159,7 +159,7 @@ class Member:
     """One replica's poller, with the limiter and metrics it drives."""
 
     def __init__(self, group: Group, me: str | None, clock: FakeClock, budget: int = 300) -> None:
-        async def member_id() -> str | None:
+        def member_id() -> str | None:
             return me
 
         self.clock = clock

@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from streamer.dev.harness import StreamerProcess
 from streamer.dev.sample import SampleLog, generate
 from tests.fixtures.observe import Sampler, http_get, metric, wait_for
 from tests.fixtures.streamer import StreamerRig
@@ -24,6 +25,13 @@ SHARE_GAUGE = "cohort_streamer_budget_share_per_minute"
 def _no_dead_letters(rig: StreamerRig) -> None:
     letters = rig.dead_letters(0, timeout=1)
     assert not letters, f"{len(letters)} unexpected dead letters, e.g. {letters[0]}"
+
+
+def _wait_whole_budget(proc: StreamerProcess, budget: int) -> None:
+    """A replica starts at the group's floor until it finds itself in the group (about a
+    second); alone, it then holds the whole budget. Events come after that, so the share's
+    samples show what 429s do, not the start."""
+    wait_for(lambda: metric(proc.metrics_port, SHARE_GAUGE) == budget, 30, "the whole budget")
 
 
 # --- 1. retry classes -------------------------------------------------------------------------
@@ -38,9 +46,10 @@ def test_5xx_and_429_are_retried_until_the_log_converges(rig: StreamerRig) -> No
     """
     rig.emulator.configure(fail_5xx_ratio=0.5, fail_429_ratio=0.2, latency_ms=30, seed=1234)
     log = generate(events=5_000, cohorts=8, users=1_000, seed=21)
-    rig.produce(log.messages)
     budget = 120
     proc = rig.start(moengage={"rate_limit_per_minute": budget, "rate_window_seconds": 2})
+    _wait_whole_budget(proc, budget)
+    rig.produce(log.messages)
     with Sampler(lambda: metric(proc.metrics_port, SHARE_GAUGE), 0.1) as rate:
         rig.wait_caught_up(timeout=120)
     rig.assert_state(log.expected)
@@ -70,7 +79,6 @@ def test_retry_after_is_honoured_and_the_rate_backs_off(rig: StreamerRig) -> Non
     window, allowed = 2.0, 5
     rig.emulator.configure(rate_limit_per_minute=allowed, rate_window_seconds=window)
     log = generate(events=3_000, cohorts=12, users=800, seed=22)
-    rig.produce(log.messages)
     budget = 60
     proc = rig.start(
         moengage={
@@ -80,6 +88,8 @@ def test_retry_after_is_honoured_and_the_rate_backs_off(rig: StreamerRig) -> Non
         },
         batching={"linger_ms": 50},
     )
+    _wait_whole_budget(proc, budget)
+    rig.produce(log.messages)
     with Sampler(lambda: metric(proc.metrics_port, SHARE_GAUGE), 0.1) as rate:
         rig.wait_caught_up(timeout=120)
     rig.assert_state(log.expected)
