@@ -75,7 +75,6 @@ class Streamer:
         self.metrics = metrics or Metrics()
         mo = settings.moengage
         self.limiter = RateLimiter(mo.rate_limit_per_minute, mo.rate_window_seconds)
-        show_budget(self.metrics, self.limiter)
         self.client = CohortSyncClient(mo.url, mo.timeout_seconds, credentials)
         self.dlq = DeadLetterWriter(settings.kafka, self.metrics)
         self.gate = ApiGate(self.metrics)
@@ -90,6 +89,7 @@ class Streamer:
             self.limiter,
             self.metrics,
         )
+        show_budget(self.metrics, self.limiter)  # the share it starts at: the group's floor
         tracker = self.pipeline.tracker
         self.committer = Committer(
             self.source,
