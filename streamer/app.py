@@ -82,9 +82,10 @@ class Streamer:
         self.pipeline = Pipeline(settings, sender, self.limiter, self.dlq, self.metrics)
         self.source = KafkaSource(settings.kafka, settings.deadlines.revoke_flush_seconds)
         # the budget is the group's: this replica's share follows the group's load (from Kafka)
+        self.group_reader = GroupReader(settings.kafka)
         self.group_share = GroupShare(
             mo.rate_limit_per_minute,
-            GroupReader(settings.kafka).read,
+            self.group_reader.read,
             self.source.member_id,
             self.limiter,
             self.metrics,
@@ -129,6 +130,7 @@ class Streamer:
         finally:
             self.metrics.up.set(0)
             self.group_share.close()
+            self.group_reader.close()  # ends its child process, even mid-read
             await self.client.stop()
             await self.health.stop()
 

@@ -29,13 +29,13 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from streamer.config import KafkaConfig
 from streamer.dlq_record import MIN_LIMIT_BYTES, Origin, bounded, origin_of, record_size
 from streamer.dlq_topic import check_topic
+from streamer.logs import RDKAFKA_LOG
 from streamer.metrics import Metrics
 from streamer.source import StartupError
 
 __all__ = ["DeadLetterWriter", "Done", "Origin", "origin_of"]
 
 log = logging.getLogger(__name__)
-RDKAFKA_LOG = logging.getLogger("streamer.librdkafka")  # the same logger source.py uses
 
 RETRY_INITIAL_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0

@@ -13,6 +13,9 @@ more stateful service to run, secure and watch (and one more failure: Redis down
 that sum to the budget need no exact shared counter.
 
 Failure modes and their cost:
+- librdkafka aborts the admin client's process (#4605, a drop mid-request): that process is
+  the group reader's child (groupview.py), so one read fails, as below, and the next starts a
+  new child.
 - an admin call fails or times out: the last share is kept for STALE_SECONDS, then becomes
   budget / members last seen (the whole budget if the group was never read: a lone replica
   must not sit at the floor because it may not describe its group); logged once while

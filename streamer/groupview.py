@@ -1,43 +1,40 @@
 """What the consumer group looks like from Kafka: its members and how far behind each one is.
 
-Three admin requests per read (a fourth while some partition was never committed): the group's
-description (members and their assignments), its committed offsets, and the end offsets of the
-partitions the members own. A member's lag is the sum over its partitions of end minus
-committed (a partition never committed counts from its earliest offset: what retention left,
-where a new group starts reading). The lag is as stale as the commit interval
-(`kafka.commit_interval_ms`): committed offsets are what every member can read, and a second of
-staleness only delays a share by that second.
+A member's lag is the sum over its partitions of end minus committed (a partition never
+committed counts from its earliest offset: what retention left, where a new group starts
+reading). The lag is as stale as the commit interval (`kafka.commit_interval_ms`): committed
+offsets are what every member can read, and a second of staleness only delays a share by that
+second.
 
-Every call blocks (network round trips), so `read()` runs on a thread of its own, never on the
-event loop nor on the consumer's thread. The AdminClient is built like the replay's, with the
-consumer's security settings, once, and kept: a collected client fails its futures.
+The facts come from an AdminClient in a child process (streamer.groupfetch): librdkafka can
+abort the process that makes the group coordinator's requests when a connection drops, and
+that must end a read, not the replica. `read()` blocks, so it runs on a thread of its own,
+never on the event loop nor on the consumer's thread.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient
-
-# where OffsetSpec is defined: confluent_kafka.admin re-exports it, but not to type checkers
-from confluent_kafka.admin._listoffsets import OffsetSpec
-
 from streamer.config import KafkaConfig, connection_settings
+from streamer.groupfetch import Answer, FetchSettings, GroupFacts
+from streamer.isolated import IsolatedChild
 from streamer.offsets import TopicPartition as TP
-from streamer.source import RDKAFKA_LOG
 
 # per admin request; a read makes up to four, so a broker that does not answer costs ~8 s
 ADMIN_TIMEOUT_SECONDS = 2.0
+REQUESTS_PER_READ = 4
 # a member whose partitions' end offsets moved this recently has events flowing, even when its
 # committed lag reads 0 between two commits
 FLOWING_FOR_SECONDS = 30.0
-# the end and the start of a partition; confluent-kafka leaves these unannotated
-LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
-EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+
+
+class GroupReadError(RuntimeError):
+    """The admin client failed a read (its error, from the child, as text)."""
 
 
 @dataclass(frozen=True)
@@ -57,30 +54,45 @@ class GroupReader:
         kafka: KafkaConfig,
         timeout: float = ADMIN_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        module: str = "streamer.groupfetch",
     ) -> None:
-        self._kafka = kafka
         self._timeout = timeout
         self._clock = clock
-        self._admin: AdminClient | None = None
+        client: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers}
+        client.update(connection_settings(kafka))
+        level = logging.getLogger().getEffectiveLevel()
+        self._child = IsolatedChild(module, FetchSettings(client, kafka.group_id, timeout, level))
         self._ends: dict[TP, int] = {}  # each partition's end offset at the last read
         self._moved_at: dict[TP, float] = {}  # when it was last seen to move
 
     def read(self) -> GroupView:
-        """One view of the group. Blocks; raises whatever the admin client raises."""
-        admin = self._client()
-        owned = self._assignments(admin)
-        if owned is None:
+        """One view of the group. Blocks; raises GroupReadError, TimeoutError, ChildDied."""
+        answer = self._child.ask(None, self._timeout * REQUESTS_PER_READ + 1.0)
+        assert isinstance(answer, Answer)
+        for name, level, message in answer.logs:
+            logging.getLogger(name).log(level, "%s", message)
+        if answer.facts is None:
+            raise GroupReadError(answer.error)
+        return self._view(answer.facts)
+
+    def close(self) -> None:
+        self._child.close()
+
+    @property
+    def child_starts(self) -> int:
+        """Children started so far: one, plus one after each crash or hang."""
+        return self._child.starts
+
+    def _view(self, facts: GroupFacts) -> GroupView:
+        if facts.owned is None:
             return GroupView({}, stable=False)
-        partitions = {tp for tps in owned.values() for tp in tps}
-        committed = self._committed(admin)
-        ends = self._offsets(admin, partitions, LATEST)
-        starts = {**self._offsets(admin, partitions - committed.keys(), EARLIEST), **committed}
-        moved = self._moved(ends)
+        starts = {**facts.earliest, **facts.committed}
+        moved = self._moved(facts.ends)
         lags: dict[str, int | None] = {}
-        for member, tps in owned.items():
-            behind = (max(0, ends[tp] - starts[tp]) for tp in tps)
+        for member, tps in facts.owned.items():
+            behind = (max(0, facts.ends[tp] - starts[tp]) for tp in tps)
             lags[member] = sum(behind) if tps else None
-        flowing = frozenset(m for m, tps in owned.items() if moved & set(tps))
+        flowing = frozenset(m for m, tps in facts.owned.items() if moved & set(tps))
         return GroupView(lags, flowing)
 
     def _moved(self, ends: dict[TP, int]) -> set[TP]:
@@ -91,45 +103,3 @@ class GroupReader:
                 self._moved_at[tp] = now
         self._ends.update(ends)
         return {tp for tp, at in self._moved_at.items() if now - at <= FLOWING_FOR_SECONDS}
-
-    def _client(self) -> AdminClient:
-        if self._admin is None:
-            settings: dict[str, Any] = {"bootstrap.servers": self._kafka.bootstrap_servers}
-            settings["logger"] = RDKAFKA_LOG  # through Python logging, not raw to stderr
-            self._admin = AdminClient({**settings, **connection_settings(self._kafka)})
-        return self._admin
-
-    def _assignments(self, admin: AdminClient) -> dict[str, list[TP]] | None:
-        """Each member's partitions; None while the group is not stable (rebalancing)."""
-        group = self._kafka.group_id
-        futures = admin.describe_consumer_groups([group], request_timeout=self._timeout)
-        description = futures[group].result(timeout=self._timeout)
-        if description.members and description.state != ConsumerGroupState.STABLE:
-            return None
-        return {
-            member.member_id: [
-                (tp.topic, tp.partition) for tp in member.assignment.topic_partitions
-            ]
-            for member in description.members
-        }
-
-    def _committed(self, admin: AdminClient) -> dict[TP, int]:
-        group = self._kafka.group_id
-        request = [ConsumerGroupTopicPartitions(group)]  # no partitions named: all of them
-        futures = admin.list_consumer_group_offsets(request, request_timeout=self._timeout)
-        answer = futures[group].result(timeout=self._timeout)
-        return {
-            (tp.topic, tp.partition): tp.offset
-            for tp in answer.topic_partitions or []
-            if tp.error is None and tp.offset >= 0
-        }
-
-    def _offsets(self, admin: AdminClient, partitions: set[TP], spec: OffsetSpec) -> dict[TP, int]:
-        if not partitions:
-            return {}
-        request = {TopicPartition(t, p): spec for t, p in partitions}
-        futures = admin.list_offsets(request, request_timeout=self._timeout)
-        return {
-            (tp.topic, tp.partition): future.result(timeout=self._timeout).offset
-            for tp, future in futures.items()
-        }

@@ -19,6 +19,10 @@ from typing import Any, Literal, TextIO
 import orjson
 
 LogFormat = Literal["text", "json"]
+# librdkafka's own log lines, from every client, go through Python logging (served by
+# consume/poll), never raw to stderr: a start-up failure stays one line, and running logs keep
+# the operator's format
+RDKAFKA_LOG = logging.getLogger("streamer.librdkafka")
 
 # The structured fields a record may carry (logging's `extra=`), in output order.
 FIELDS = ("cohort_id", "topic", "partition", "offset", "reason", "status", "repeated")

@@ -21,12 +21,10 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from streamer.config import KafkaConfig
+from streamer.logs import RDKAFKA_LOG
 from streamer.offsets import TopicPartition as TP
 
 log = logging.getLogger(__name__)
-# librdkafka's own log lines go through Python logging (served by consume/poll), never raw to
-# stderr: a start-up failure stays one line, and running logs keep the operator's format
-RDKAFKA_LOG = logging.getLogger("streamer.librdkafka")
 T = TypeVar("T")
 
 

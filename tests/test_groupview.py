@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamer.config import KafkaConfig
+from streamer.dev.devkafka import DevKafka
 from streamer.groupview import GroupReader
 from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.observe import wait_for
@@ -65,3 +71,63 @@ def test_each_member_lags_by_end_minus_committed_or_minus_the_earliest_offset(
 def test_a_group_without_members_reads_as_empty(kafka_bootstrap: str, unique_group: str) -> None:
     kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, group_id=unique_group, dlq_topic="dlq")
     assert GroupReader(kafka).read().lags == {}
+
+
+# Reads the group in three threads, as fast as it can, until stdin closes; "mark" on stdin
+# starts the count of reads that succeed. Its own process: librdkafka's abort (#4605) in the
+# admin client ended the whole process before reads were isolated in a child.
+READ_UNTIL_STDIN_CLOSES = """
+import json, sys, threading
+from streamer.config import KafkaConfig
+from streamer.groupview import GroupReader
+
+kafka = KafkaConfig(bootstrap_servers=sys.argv[1], group_id=sys.argv[2], dlq_topic="dlq")
+readers = [GroupReader(kafka, timeout=1.0) for _ in range(3)]
+done = threading.Event()
+ok = [0]
+
+def read(reader):
+    while not done.is_set():
+        try:
+            reader.read()
+            ok[0] += 1
+        except Exception:
+            pass
+
+threads = [threading.Thread(target=read, args=(r,)) for r in readers]
+for t in threads:
+    t.start()
+print("reading", flush=True)
+for line in sys.stdin:
+    ok[0] = 0
+done.set()
+for t in threads:
+    t.join()
+starts = sum(getattr(r, "child_starts", 0) for r in readers)
+print(json.dumps({"reads_after_mark": ok[0], "child_starts": starts}))
+"""
+
+
+def test_reads_go_on_through_broker_restarts(
+    kafka_broker: DevKafka, kafka_bootstrap: str, unique_group: str
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", READ_UNTIL_STDIN_CLOSES, kafka_bootstrap, unique_group],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    assert process.stdout.readline().strip() == "reading"
+    for _ in range(3):
+        time.sleep(1.5)
+        kafka_broker.restart()
+        assert process.poll() is None, f"the reading process ended with {process.returncode}"
+    process.stdin.write("mark\n")
+    process.stdin.flush()
+    time.sleep(3)
+    out, _ = process.communicate(input="", timeout=60)
+    assert process.returncode == 0, f"the reading process ended with {process.returncode}"
+    stats = json.loads(out.splitlines()[-1])
+    assert stats["reads_after_mark"] > 0, stats
+    print(stats)

@@ -7,11 +7,15 @@ membership against the log's last-write-wins state with the group's lag at 0.
 
 from __future__ import annotations
 
+import contextlib
 import random
+import signal
 import time
 from typing import Any
 
 import orjson
+import psutil
+import pytest
 
 from streamer.dev.devkafka import DevKafka
 from streamer.dev.harness import StreamerProcess
@@ -174,3 +178,47 @@ def test_a_broker_restart_mid_run_converges(rig: StreamerRig, kafka_broker: DevK
     body = orjson.loads(http_get(port, "/readyz")[1])
     assert body["status"] == "ok", body
     assert proc.terminate(timeout=30) == 0
+
+
+def _group_readers(proc: StreamerProcess) -> list[psutil.Process]:
+    """The streamer's live child processes that read the group (streamer.groupfetch)."""
+    readers = []
+    for child in psutil.Process(proc.pid).children():
+        with contextlib.suppress(psutil.NoSuchProcess):  # a zombie: dead, not yet reaped
+            if "streamer.groupfetch" in child.cmdline():
+                readers.append(child)
+    return readers
+
+
+@pytest.mark.parametrize("crash", [signal.SIGABRT, signal.SIGKILL])
+def test_the_group_reader_crashing_never_ends_the_streamer(
+    rig: StreamerRig, crash: signal.Signals
+) -> None:
+    """librdkafka aborts the process of an admin client whose coordinator connection drops
+    mid-request (#4605): that process is the group reader's child, never the streamer. Killed
+    by either signal, the child is replaced at the next read, the events keep flowing and
+    converge, and a clean stop leaves no child behind."""
+    rig.emulator.configure(latency_ms=20, rate_limit_per_minute=API_BUDGET)
+    log = generate(events=10_000, cohorts=8, users=1_000, seed=83)
+    rig.produce(log.messages[:3_000])
+    proc = rig.start(moengage=STREAMER_BUDGET)
+    port = proc.metrics_port
+    assert port is not None
+    wait_for(lambda: len(_group_readers(proc)) == 1, 30, "the group reader's child")
+    first = _group_readers(proc)[0]
+    first.send_signal(crash)
+    traffic = rig.produce_in_background(log.messages[3_000:], chunks=10, seconds=4)
+
+    wait_for(
+        lambda: [c.pid for c in _group_readers(proc)] not in ([], [first.pid]),
+        30,
+        "a new group reader child",
+    )
+    traffic.join(timeout=60)
+    _assert_converged(rig, log)
+    assert proc.alive(), proc.log_tail()
+    assert metric(port, "cohort_streamer_budget_poll_failures_total") >= 1
+    assert "streamer.groupfetch ended" in proc.log_tail(200)
+    second = _group_readers(proc)[0]
+    assert proc.terminate(timeout=30) == 0
+    assert not psutil.pid_exists(second.pid) or second.status() == psutil.STATUS_ZOMBIE

@@ -27,7 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from streamer.dev.devkafka import THROUGHPUT_JVM_OPTS, DevKafka, create_topic, free_port
 from streamer.dev.harness import StreamerProcess, write_config
-from tests.fixtures.observe import Sampler, metric, process_cpu_seconds, samples
+from tests.fixtures.observe import Sampler, metric, process_tree_cpu_seconds, samples
 
 REPO = Path(__file__).resolve().parents[2]
 WORKSPACE_ID = "bench-workspace"
@@ -186,7 +186,8 @@ class Streamer:
         return self.metric("cohort_streamer_events_consumed_total")
 
     def cpu_seconds(self) -> float:
-        return process_cpu_seconds(self.process)
+        """Its own and its group reader's (a child process)."""
+        return process_tree_cpu_seconds(self.process)
 
     def cpu_by_thread(self) -> dict[str, float]:
         """CPU seconds per thread name: librdkafka names its threads rdk:*; Python's threads are
