@@ -13,8 +13,8 @@ partitions the members own, plus the earliest offsets of those never committed.
 from __future__ import annotations
 
 import logging
-import signal
-from dataclasses import dataclass
+import resource
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import ConsumerGroupState, ConsumerGroupTopicPartitions, TopicPartition
@@ -34,7 +34,7 @@ EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
 @dataclass(frozen=True)
 class FetchSettings:
-    client: dict[str, Any]  # the AdminClient's settings (bootstrap, TLS, SASL)
+    client: dict[str, Any] = field(repr=False)  # the AdminClient's settings (TLS, SASL)
     group: str
     timeout: float  # per admin request
     log_level: int  # the parent's: the child's lines are logged again there
@@ -55,11 +55,11 @@ class GroupFacts:
 @dataclass(frozen=True)
 class Answer:
     """One read's outcome (the facts, or what the admin client raised) and the child's log
-    lines meanwhile, as (logger name, level, message)."""
+    records meanwhile (logging.makeLogRecord's attributes, the message formatted)."""
 
     facts: GroupFacts | None
     error: str | None
-    logs: list[tuple[str, int, str]]
+    logs: list[dict[str, Any]]
 
 
 def fetch(admin: AdminClient, group: str, timeout: float) -> GroupFacts:
@@ -111,23 +111,27 @@ def _offsets(
 
 
 class _Kept(logging.Handler):
-    """Keeps this child's log lines until the next answer carries them to the parent."""
+    """Keeps this child's log records until the next answer carries them to the parent."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.lines: list[tuple[str, int, str]] = []
+        self.records: list[dict[str, Any]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append((record.name, record.levelno, record.getMessage()))
+        # the record's own source and time: the parent's repeat limiter keys on the source
+        fields = ("name", "levelno", "levelname", "pathname", "filename", "module", "lineno")
+        kept = {key: getattr(record, key) for key in (*fields, "funcName", "created")}
+        kept["msg"] = record.getMessage()
+        self.records.append(kept)
 
-    def take(self) -> list[tuple[str, int, str]]:
-        lines, self.lines = self.lines, []
-        return lines
+    def take(self) -> list[dict[str, Any]]:
+        records, self.records = self.records, []
+        return records
 
 
 def main() -> None:
-    # Ctrl-C in a terminal reaches the whole process group: the parent decides when this ends
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # an abort (librdkafka #4605) is expected here now and then: no core file for each
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     settings, questions, answers = serve_stdio()
     assert isinstance(settings, FetchSettings)
     kept = _Kept()
@@ -144,7 +148,8 @@ def main() -> None:
         try:
             facts = fetch(admin, settings.group, settings.timeout)
         except Exception as exc:  # the parent counts it as a failed read
-            error = repr(exc)
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        admin.poll(0)  # serves librdkafka's queued log lines to the logger
         answers.send(Answer(facts, error, kept.take()))
 
 

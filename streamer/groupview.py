@@ -69,8 +69,11 @@ class GroupReader:
         """One view of the group. Blocks; raises GroupReadError, TimeoutError, ChildDied."""
         answer = self._child.ask(None, self._timeout * REQUESTS_PER_READ + 1.0)
         assert isinstance(answer, Answer)
-        for name, level, message in answer.logs:
-            logging.getLogger(name).log(level, "%s", message)
+        for fields in answer.logs:  # through this process's handler: scrubbed, rate-limited
+            record = logging.makeLogRecord(fields)
+            logger = logging.getLogger(record.name)
+            if logger.isEnabledFor(record.levelno):
+                logger.handle(record)
         if answer.facts is None:
             raise GroupReadError(answer.error)
         return self._view(answer.facts)

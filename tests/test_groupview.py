@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import time
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from streamer.config import KafkaConfig
 from streamer.dev.devkafka import DevKafka
-from streamer.groupview import GroupReader
+from streamer.groupview import GroupReader, GroupReadError
 from tests.fixtures.kafka import MakeTopic
 from tests.fixtures.observe import wait_for
 
@@ -64,13 +66,35 @@ def test_each_member_lags_by_end_minus_committed_or_minus_the_earliest_offset(
         assert not reader.read().flowing  # nothing produced since
         _fill(kafka_bootstrap, topic, 1)  # events arrive on partition 0
         assert reader.read().flowing == {consumer.memberid()}
+        reader.close()
     finally:
         consumer.close()
 
 
 def test_a_group_without_members_reads_as_empty(kafka_bootstrap: str, unique_group: str) -> None:
     kafka = KafkaConfig(bootstrap_servers=kafka_bootstrap, group_id=unique_group, dlq_topic="dlq")
-    assert GroupReader(kafka).read().lags == {}
+    reader = GroupReader(kafka)
+    assert reader.read().lags == {}
+    reader.close()
+
+
+def test_the_childs_librdkafka_lines_reach_this_process_log_with_their_own_source(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The admin client logs in the child; its lines go through this process's handler (the
+    scrubbed, rate-limited one), each with the child's logger, level and source line."""
+    kafka = KafkaConfig(bootstrap_servers="127.0.0.1:1", group_id="g", dlq_topic="dlq")
+    reader = GroupReader(kafka, timeout=0.5)
+    try:
+        failed = pytest.raises(GroupReadError, match=r"^(TimeoutError|KafkaException)")
+        with caplog.at_level(logging.INFO), failed:
+            reader.read()
+    finally:
+        reader.close()
+    relayed = [r for r in caplog.records if r.name == "streamer.librdkafka"]
+    assert relayed, caplog.text
+    assert any("Connect to ipv4#127.0.0.1:1 failed" in r.getMessage() for r in relayed)
+    assert all(r.levelno >= logging.INFO and r.pathname != __file__ for r in relayed)
 
 
 # Reads the group in three threads, as fast as it can, until stdin closes; "mark" on stdin
@@ -79,7 +103,7 @@ def test_a_group_without_members_reads_as_empty(kafka_bootstrap: str, unique_gro
 READ_UNTIL_STDIN_CLOSES = """
 import json, sys, threading
 from streamer.config import KafkaConfig
-from streamer.groupview import GroupReader
+from streamer.groupview import GroupReader, GroupReadError
 
 kafka = KafkaConfig(bootstrap_servers=sys.argv[1], group_id=sys.argv[2], dlq_topic="dlq")
 readers = [GroupReader(kafka, timeout=1.0) for _ in range(3)]
@@ -103,7 +127,7 @@ for line in sys.stdin:
 done.set()
 for t in threads:
     t.join()
-starts = sum(getattr(r, "child_starts", 0) for r in readers)
+starts = sum(getattr(r, "child_starts", 1) for r in readers)
 print(json.dumps({"reads_after_mark": ok[0], "child_starts": starts}))
 """
 
@@ -130,4 +154,6 @@ def test_reads_go_on_through_broker_restarts(
     assert process.returncode == 0, f"the reading process ended with {process.returncode}"
     stats = json.loads(out.splitlines()[-1])
     assert stats["reads_after_mark"] > 0, stats
-    print(stats)
+    # librdkafka 2.16 still aborts: children ended and were replaced (when a release fixes
+    # #4605 this fails, and the child process can go)
+    assert stats["child_starts"] > 3, stats

@@ -219,6 +219,8 @@ def test_the_group_reader_crashing_never_ends_the_streamer(
     assert proc.alive(), proc.log_tail()
     assert metric(port, "cohort_streamer_budget_poll_failures_total") >= 1
     assert "streamer.groupfetch ended" in proc.log_tail(200)
+    wait_for(lambda: len(_group_readers(proc)) == 1, 30, "the group reader's child")
     second = _group_readers(proc)[0]
     assert proc.terminate(timeout=30) == 0
-    assert not psutil.pid_exists(second.pid) or second.status() == psutil.STATUS_ZOMBIE
+    with contextlib.suppress(psutil.NoSuchProcess):
+        assert second.status() == psutil.STATUS_ZOMBIE, "a group reader outlived the streamer"
