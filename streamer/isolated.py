@@ -152,7 +152,7 @@ class IsolatedChild:
         self._deaths += 1
         low, high = RESTART_BACKOFF_SECONDS
         self._next_start = self._clock() + min(high, low * 2 ** (self._deaths - 1))
-        if not answered:  # it may never work (not importable, a broken install): say so loudly
+        if not answered and not self._closed:  # it may never work (a broken install): say so
             log.error(
                 "%s ended before its first answer (%d in a row): %s",
                 self._module,
