@@ -32,6 +32,13 @@ LATEST: OffsetSpec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 EARLIEST: OffsetSpec = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 
 
+# what a log record keeps on its way to the parent (the message is formatted first)
+RELAYED_FIELDS = (
+    *("name", "levelno", "levelname", "created"),
+    *("pathname", "filename", "module", "funcName", "lineno"),
+)
+
+
 @dataclass(frozen=True)
 class FetchSettings:
     client: dict[str, Any] = field(repr=False)  # the AdminClient's settings (TLS, SASL)
@@ -119,8 +126,7 @@ class _Kept(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         # the record's own source and time: the parent's repeat limiter keys on the source
-        fields = ("name", "levelno", "levelname", "pathname", "filename", "module", "lineno")
-        kept = {key: getattr(record, key) for key in (*fields, "funcName", "created")}
+        kept = {key: getattr(record, key) for key in RELAYED_FIELDS}
         kept["msg"] = record.getMessage()
         self.records.append(kept)
 

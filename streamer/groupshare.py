@@ -198,15 +198,13 @@ class GroupShare:
         self._members_seen = len(view.lags)
         self._seen_self = me is not None and me in view.lags
         self._metrics.budget_group_members.set(len(view.lags))
-        if me is None or me not in view.lags:
-            share = floor_of(self._budget)
-        elif len(view.lags) == 1:
-            share = self._budget
-        else:
+        if me is not None and self._seen_self:
             share = shares(self._budget, view.lags, view.flowing)[me]
+        else:
+            share = floor_of(self._budget)
         if not fresh:
             self._delay.offer(min(share, self._delay.effective(now)), now)
-        elif len(view.lags) == 1 and share == self._budget:
+        elif self._seen_self and len(view.lags) == 1:
             self._delay.reset(share, now)  # alone: nobody else to wait for
         else:
             self._delay.offer(share, now)

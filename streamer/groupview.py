@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,15 +52,13 @@ class GroupReader:
         self,
         kafka: KafkaConfig,
         timeout: float = ADMIN_TIMEOUT_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-        module: str = "streamer.groupfetch",
     ) -> None:
         self._timeout = timeout
-        self._clock = clock
         client: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers}
         client.update(connection_settings(kafka))
         level = logging.getLogger().getEffectiveLevel()
-        self._child = IsolatedChild(module, FetchSettings(client, kafka.group_id, timeout, level))
+        settings = FetchSettings(client, kafka.group_id, timeout, level)
+        self._child = IsolatedChild("streamer.groupfetch", settings)
         self._ends: dict[TP, int] = {}  # each partition's end offset at the last read
         self._moved_at: dict[TP, float] = {}  # when it was last seen to move
 
@@ -100,7 +97,7 @@ class GroupReader:
 
     def _moved(self, ends: dict[TP, int]) -> set[TP]:
         """The partitions whose end moved within FLOWING_FOR_SECONDS (first sight: not yet)."""
-        now = self._clock()
+        now = time.monotonic()
         for tp, end in ends.items():
             if tp in self._ends and self._ends[tp] != end:
                 self._moved_at[tp] = now

@@ -39,6 +39,7 @@ LAST_WORDS_LINES = 20  # of a child's stderr, kept for the error that reports it
 # after a child ends, the next starts no sooner than this, doubling while they keep ending
 # without an answer: a child that cannot start must not cost an interpreter every second
 RESTART_BACKOFF_SECONDS = (1.0, 60.0)
+MAX_DOUBLINGS = 20  # far past the cap; keeps 2 ** n a small float after days of deaths
 PRIVATE_ENV_PREFIXES = ("MOENGAGE_",)
 
 
@@ -53,12 +54,10 @@ class IsolatedChild:
         self,
         module: str,
         first: object,
-        startup_seconds: float = STARTUP_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._module = module
         self._first = first  # sent once to every new child (its settings): not on argv
-        self._startup = startup_seconds
         self._clock = clock
         self._lock = threading.Lock()  # one question at a time
         self._process: subprocess.Popen[bytes] | None = None
@@ -77,7 +76,7 @@ class IsolatedChild:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self._module}: closed")
-            timeout += self._startup if self._process is None else 0.0
+            timeout += STARTUP_SECONDS if self._process is None else 0.0
             try:
                 ask, answer = self._running()
                 ask.send(question)
@@ -151,7 +150,8 @@ class IsolatedChild:
             ended = f"could not start: {cause!r}"
         self._deaths += 1
         low, high = RESTART_BACKOFF_SECONDS
-        self._next_start = self._clock() + min(high, low * 2 ** (self._deaths - 1))
+        doublings = min(self._deaths - 1, MAX_DOUBLINGS)
+        self._next_start = self._clock() + min(high, low * 2**doublings)
         if not answered and not self._closed:  # it may never work (a broken install): say so
             log.error(
                 "%s ended before its first answer (%d in a row): %s",
